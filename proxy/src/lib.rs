@@ -1,0 +1,11 @@
+//! Edgeward's data plane.
+//!
+//! The request path, in module order: `config` (validated types), `request` (canonical host and
+//! path), `route` (which route and cluster), `authz` (Cedar decision), `balance` (locality tier
+//! and endpoint choice, health and outlier state).
+
+pub mod authz;
+pub mod balance;
+pub mod config;
+pub mod request;
+pub mod route;

@@ -1,0 +1,3 @@
+//! `edgeward`: one binary whose subcommands dispatch into the workspace crates.
+
+fn main() {}
