@@ -1,0 +1,153 @@
+//! Reading PEM files: each block is checked for the kind the caller expects, so a key given
+//! where a certificate belongs, or a file of garbage, is named as such.
+
+use std::path::{Path, PathBuf};
+
+use crate::files::{self, FileError};
+
+/// Why a PEM file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("`{path}` is not PEM: {reason}")]
+    NotPem { path: PathBuf, reason: String },
+    #[error("`{0}` holds no PEM block")]
+    Empty(PathBuf),
+    #[error("`{path}` holds a `{found}` block where {expected} was expected")]
+    WrongKind {
+        path: PathBuf,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("`{path}`: {what} number {index} does not parse: {reason}")]
+    BadDer {
+        path: PathBuf,
+        what: &'static str,
+        index: usize,
+        reason: String,
+    },
+}
+
+/// What a caller expects to find in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Certificate,
+    PrivateKey,
+    Csr,
+    Crl,
+}
+
+impl Kind {
+    fn tags(self) -> &'static [&'static str] {
+        match self {
+            Kind::Certificate => &["CERTIFICATE"],
+            Kind::PrivateKey => &["PRIVATE KEY", "EC PRIVATE KEY"],
+            Kind::Csr => &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"],
+            Kind::Crl => &["X509 CRL"],
+        }
+    }
+
+    fn described(self) -> &'static str {
+        match self {
+            Kind::Certificate => "a certificate",
+            Kind::PrivateKey => "a private key",
+            Kind::Csr => "a certificate signing request",
+            Kind::Crl => "a CRL",
+        }
+    }
+}
+
+/// Reads every block of `kind` from a file; any block of another kind is an error.
+pub fn read_blocks(path: &Path, kind: Kind) -> Result<Vec<Vec<u8>>, PemError> {
+    let bytes = files::read(path)?;
+    parse_blocks(path, &bytes, kind)
+}
+
+/// Parses PEM text already in memory (the path is only used in messages).
+pub fn parse_blocks(path: &Path, bytes: &[u8], kind: Kind) -> Result<Vec<Vec<u8>>, PemError> {
+    let blocks = pem::parse_many(bytes).map_err(|e| PemError::NotPem {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if blocks.is_empty() {
+        return Err(PemError::Empty(path.to_path_buf()));
+    }
+    blocks
+        .into_iter()
+        .map(|b| {
+            if kind.tags().contains(&b.tag()) {
+                Ok(b.into_contents())
+            } else {
+                Err(PemError::WrongKind {
+                    path: path.to_path_buf(),
+                    expected: kind.described(),
+                    found: b.tag().to_owned(),
+                })
+            }
+        })
+        .collect()
+}
+
+/// Reads certificates and checks that each one parses as X.509.
+pub fn read_certificates(path: &Path) -> Result<Vec<Vec<u8>>, PemError> {
+    let ders = read_blocks(path, Kind::Certificate)?;
+    for (i, der) in ders.iter().enumerate() {
+        x509_parser::parse_x509_certificate(der).map_err(|e| PemError::BadDer {
+            path: path.to_path_buf(),
+            what: "certificate",
+            index: i + 1,
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(ders)
+}
+
+/// Reads one private key file and returns its PEM text (for rcgen).
+pub fn read_private_key_pem(path: &Path) -> Result<String, PemError> {
+    let bytes = files::read(path)?;
+    let blocks = parse_blocks(path, &bytes, Kind::PrivateKey)?;
+    if blocks.len() != 1 {
+        return Err(PemError::BadDer {
+            path: path.to_path_buf(),
+            what: "private key",
+            index: 2,
+            reason: "a key file must hold exactly one key".to_owned(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| PemError::NotPem {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Encodes DER blocks as PEM text.
+pub fn encode(tag: &str, ders: &[&[u8]]) -> String {
+    ders.iter()
+        .map(|d| pem::encode(&pem::Pem::new(tag, d.to_vec())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_wrong_kinds_are_named() {
+        let p = Path::new("x.pem");
+        assert!(matches!(
+            parse_blocks(p, b"hello world", Kind::Certificate),
+            Err(PemError::Empty(_))
+        ));
+        let key = encode("PRIVATE KEY", &[b"abc"]);
+        match parse_blocks(p, key.as_bytes(), Kind::Certificate) {
+            Err(PemError::WrongKind { found, .. }) => assert_eq!(found, "PRIVATE KEY"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let cert = encode("CERTIFICATE", &[b"abc"]);
+        assert_eq!(
+            parse_blocks(p, cert.as_bytes(), Kind::Certificate).unwrap(),
+            vec![b"abc".to_vec()]
+        );
+    }
+}
