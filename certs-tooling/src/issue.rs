@@ -28,6 +28,14 @@ pub struct ExtraSans {
     pub ips: Vec<IpAddr>,
 }
 
+/// What a new leaf is for: its identity, extra names, lifetime and the time of issue.
+pub struct LeafRequest<'a> {
+    pub id: &'a SpiffeId,
+    pub sans: &'a ExtraSans,
+    pub ttl: Duration,
+    pub now: OffsetDateTime,
+}
+
 /// A signed leaf: the PEM chain to write and whether its lifetime was cut to the CA's.
 pub struct SignedLeaf {
     pub chain_pem: String,
@@ -68,12 +76,10 @@ pub fn check_may_issue(ca: &Ca, id: &SpiffeId) -> Result<(), PkiError> {
 /// Signs a leaf for `id` over `public_key` with `ca`.
 pub fn sign_leaf(
     ca: &Ca,
-    id: &SpiffeId,
-    sans: &ExtraSans,
+    req: &LeafRequest<'_>,
     public_key: &impl PublicKeyData,
-    ttl: Duration,
-    now: OffsetDateTime,
 ) -> Result<SignedLeaf, PkiError> {
+    let LeafRequest { id, sans, ttl, now } = *req;
     check_may_issue(ca, id)?;
     let crypto = |e: rcgen::Error| PkiError::Crypto(e.to_string());
 
@@ -128,20 +134,17 @@ pub fn sign_leaf(
 /// `cert issue`: a new key and its leaf, written as `PREFIX.crt` and `PREFIX.key`.
 pub fn issue(
     ca: &Ca,
-    id: &SpiffeId,
-    sans: &ExtraSans,
+    req: &LeafRequest<'_>,
     key_alg: KeyAlg,
-    ttl: Duration,
     out_prefix: &Path,
     force: bool,
-    now: OffsetDateTime,
 ) -> Result<(Vec<PathBuf>, SignedLeaf), PkiError> {
     let (crt, key_path) = (with_ext(out_prefix, "crt"), with_ext(out_prefix, "key"));
     let mut out = Output::new(force);
     out.check_absent(&crt)?;
     out.check_absent(&key_path)?;
     let key = key_alg.generate()?;
-    let leaf = sign_leaf(ca, id, sans, &key, ttl, now)?;
+    let leaf = sign_leaf(ca, req, &key)?;
     out.stage(&key_path, key.serialize_pem().as_bytes(), Secrecy::Secret)?;
     out.stage(&crt, leaf.chain_pem.as_bytes(), Secrecy::Public)?;
     Ok((out.commit()?, leaf))

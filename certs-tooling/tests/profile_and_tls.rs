@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ::time::OffsetDateTime;
 use edgeward_certs::ca::{self, Ca, KeyAlg, NewCa};
-use edgeward_certs::issue::{self, ExtraSans};
+use edgeward_certs::issue::{self, ExtraSans, LeafRequest};
 use edgeward_certs::revoke::{self, Reason, Target};
 use edgeward_certs::{pem_io, verify, SpiffeId, TrustDomain};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -62,7 +62,13 @@ fn issue_at(ca: &Ca, id: &str, now: OffsetDateTime, ttl: Duration, out: &Path) -
         dns: vec![],
         ips: vec!["127.0.0.1".parse().unwrap()],
     };
-    issue::issue(ca, &id, &sans, KeyAlg::P256, ttl, out, false, now).unwrap();
+    let req = LeafRequest {
+        id: &id,
+        sans: &sans,
+        ttl,
+        now,
+    };
+    issue::issue(ca, &req, KeyAlg::P256, out, false).unwrap();
     pem_io::read_certificates(&issue::with_ext(out, "crt")).unwrap()
 }
 
@@ -76,7 +82,13 @@ fn leaf_matches_the_svid_profile_field_by_field() {
     };
     let id = SpiffeId::parse("spiffe://acme.example/site/berlin/service/api").unwrap();
     let now = OffsetDateTime::now_utc();
-    issue::issue(&pki.site, &id, &sans, KeyAlg::P256, DAY, &out, false, now).unwrap();
+    let req = LeafRequest {
+        id: &id,
+        sans: &sans,
+        ttl: DAY,
+        now,
+    };
+    issue::issue(&pki.site, &req, KeyAlg::P256, &out, false).unwrap();
     let chain = pem_io::read_certificates(&issue::with_ext(&out, "crt")).unwrap();
     assert_eq!(chain.len(), 2, "leaf, then the site CA, without the root");
 
@@ -139,15 +151,19 @@ fn leaf_matches_the_svid_profile_field_by_field() {
 fn leaf_lifetime_is_clamped_to_the_issuer() {
     let pki = pki("acme.example");
     let id = SpiffeId::parse("spiffe://acme.example/site/berlin/service/long").unwrap();
+    let sans = ExtraSans::default();
+    let req = LeafRequest {
+        id: &id,
+        sans: &sans,
+        ttl: 3650 * DAY,
+        now: OffsetDateTime::now_utc(),
+    };
     let (_, leaf) = issue::issue(
         &pki.site,
-        &id,
-        &ExtraSans::default(),
+        &req,
         KeyAlg::P256,
-        3650 * DAY,
         &pki.site.dir.join("long"),
         false,
-        OffsetDateTime::now_utc(),
     )
     .unwrap();
     assert!(leaf.clamped);
@@ -174,7 +190,8 @@ fn chain_from_a_site_ca_verifies_against_the_root_with_webpki() {
 
     // Of another trust domain's root: refused.
     let other = self::pki("other.example");
-    let err = verify::verify_svid(&chain, &[other.root.cert.der.clone()], &[], now).unwrap_err();
+    let err = verify::verify_svid(&chain, std::slice::from_ref(&other.root.cert.der), &[], now)
+        .unwrap_err();
     assert!(matches!(err, verify::VerifyError::Chain(_)), "{err}");
 }
 
@@ -367,7 +384,13 @@ fn rustls_accepts_a_site_leaf_and_refuses_expired_foreign_and_revoked_ones() {
 
     // And `cert verify`'s library path agrees.
     let crl_ders = pem_io::read_blocks(&crl_path, pem_io::Kind::Crl).unwrap();
-    let err = verify::verify_svid(&bad, &[pki.root.cert.der.clone()], &crl_ders, now).unwrap_err();
+    let err = verify::verify_svid(
+        &bad,
+        std::slice::from_ref(&pki.root.cert.der),
+        &crl_ders,
+        now,
+    )
+    .unwrap_err();
     assert!(matches!(err, verify::VerifyError::Revoked));
 }
 

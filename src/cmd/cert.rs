@@ -10,7 +10,7 @@ use edgeward_certs::ca::{Ca, KeyAlg};
 use edgeward_certs::cert::rfc3339;
 use edgeward_certs::files::{Output, Secrecy};
 use edgeward_certs::inspect::{self, DEFAULT_RENEW_AT};
-use edgeward_certs::issue::{self, ExtraSans};
+use edgeward_certs::issue::{self, ExtraSans, LeafRequest};
 use edgeward_certs::revoke::{self, Reason, Revoked, Target};
 use edgeward_certs::ttl::human;
 use edgeward_certs::{pem_io, verify, CertView, SpiffeId};
@@ -155,8 +155,13 @@ pub fn run(cmd: CertCommand) -> Result<Outcome, Failure> {
         } => {
             let ca = Ca::load(&ca, now)?;
             let sans = ExtraSans { dns, ips: ip };
-            let (written, leaf) =
-                issue::issue(&ca, &spiffe_id, &sans, key_type, ttl, &out, force, now)?;
+            let req = LeafRequest {
+                id: &spiffe_id,
+                sans: &sans,
+                ttl,
+                now,
+            };
+            let (written, leaf) = issue::issue(&ca, &req, key_type, &out, force)?;
             warn_clamped(leaf.clamped, leaf.not_after);
             report_written(&written);
             println!(
@@ -190,7 +195,13 @@ pub fn run(cmd: CertCommand) -> Result<Outcome, Failure> {
             output
                 .check_absent(&out)
                 .map_err(edgeward_certs::PkiError::from)?;
-            let leaf = issue::sign_leaf(&ca, &request.id, &request.sans, &request.key, ttl, now)?;
+            let req = LeafRequest {
+                id: &request.id,
+                sans: &request.sans,
+                ttl,
+                now,
+            };
+            let leaf = issue::sign_leaf(&ca, &req, &request.key)?;
             output
                 .stage(&out, leaf.chain_pem.as_bytes(), Secrecy::Public)
                 .map_err(edgeward_certs::PkiError::from)?;
