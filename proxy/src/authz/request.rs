@@ -1,0 +1,249 @@
+//! From request facts to a Cedar request: the one function the proxy and `edgeward policy
+//! test/explain` share, so a decision shown by the tooling is the decision the proxy makes.
+//!
+//! The facts are plain values the proxy already has after canonicalizing the request and
+//! matching the route; nothing here reads a socket or the clock.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use cedar_policy::{Context, Entities, Entity, EntityUid, Request, RestrictedExpression};
+use edgeward_certs::SpiffeId;
+use time::OffsetDateTime;
+
+use super::load::PolicySnapshot;
+use super::principal::{anonymous_uid, DerivedPrincipal};
+use super::{entity_uid, ACTION_TYPE, METHODS, ROUTE_TYPE, SERVICE_TYPE};
+
+/// Header values in the context are cut at this many bytes.
+pub const MAX_HEADER_VALUE: usize = 256;
+
+/// The locality of the node that decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Locality {
+    /// The node's site, e.g. `berlin`.
+    pub site: String,
+    /// The node's zone.
+    pub zone: String,
+    /// The node's region.
+    pub region: String,
+}
+
+/// What the listener knows about the connection's TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// `TLSv1.3`, `TLSv1.2`, or "" on plaintext.
+    pub version: String,
+    /// True when the peer presented a verified client certificate.
+    pub mtls: bool,
+    /// The negotiated ALPN protocol, or "".
+    pub alpn: String,
+}
+
+/// Everything a decision depends on, already canonical: the host and path the route matched
+/// and that go upstream, the verified identity, and the time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// The peer's verified SPIFFE ID; `None` without a client certificate (anonymous).
+    pub identity: Option<SpiffeId>,
+    /// The HTTP method, case-sensitive.
+    pub method: String,
+    /// The canonical host (lowercase, no trailing dot, no default port).
+    pub host: String,
+    /// The normalized path.
+    pub path: String,
+    /// The matched route's name.
+    pub route: String,
+    /// The matched route's service.
+    pub service: String,
+    /// The deciding node's locality.
+    pub node: Locality,
+    /// The peer address. An IPv4-mapped IPv6 address is seen by policies as IPv4.
+    pub peer_ip: IpAddr,
+    /// TLS facts of the connection.
+    pub tls: TlsFacts,
+    /// Now, in seconds since the Unix epoch.
+    pub now_unix: i64,
+    /// The headers the config lists for the context (see [`select_headers`]).
+    pub headers: Vec<(String, String)>,
+}
+
+/// A request that cannot be turned into a Cedar request; it is denied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthzError {
+    /// The method is not an action of the schema.
+    #[error("method `{0}` is not one of GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE; denied without evaluation")]
+    UnknownMethod(String),
+    /// The clock is outside the range Cedar's time facts can hold.
+    #[error("time {0} is out of range")]
+    TimeOutOfRange(i64),
+    /// Building the context or the entities failed.
+    #[error("cannot build the request: {0}")]
+    Build(String),
+    /// The request does not conform to the schema.
+    #[error("the request does not match the schema: {0}")]
+    Schema(String),
+}
+
+/// Picks the context headers out of a request's headers: names are compared and kept in
+/// lowercase, only names in `listed` (from config) are kept, values are cut at
+/// [`MAX_HEADER_VALUE`] bytes.
+pub fn select_headers<'h>(
+    listed: &[String],
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter(|(name, _)| listed.iter().any(|l| l.eq_ignore_ascii_case(name)))
+        .map(|(name, value)| (name.to_ascii_lowercase(), truncate(value).to_owned()))
+        .collect()
+}
+
+/// Turns request facts into a Cedar request, validated against the snapshot's schema, and the
+/// entities it needs: the principal with its groups, the action with its group, the route and
+/// its service.
+pub fn build_request(
+    snapshot: &PolicySnapshot,
+    facts: &RequestFacts,
+) -> Result<(Request, Entities), AuthzError> {
+    // Action: only the methods of the schema.
+    if !METHODS.iter().any(|(m, _)| *m == facts.method) {
+        return Err(AuthzError::UnknownMethod(facts.method.clone()));
+    }
+    let action = entity_uid(ACTION_TYPE, &facts.method);
+
+    // Principal, and its groups from the entities file.
+    let mut entities = Vec::new();
+    let principal = match &facts.identity {
+        Some(id) => DerivedPrincipal::from_spiffe(id),
+        None => {
+            // No attributes and no groups (the schema gives it none).
+            let uid = anonymous_uid();
+            entities.push(Entity::new_no_attrs(uid.clone(), HashSet::new()));
+            return finish(snapshot, facts, uid, action, entities);
+        }
+    };
+    let uid = principal.uid();
+    let entity = match snapshot.entities.get(&uid) {
+        // Listed in the file: its derived attributes were checked against the ID at load.
+        Some(listed) => listed.clone(),
+        None => principal
+            .entity(HashSet::new())
+            .map_err(AuthzError::Build)?,
+    };
+    entities.push(entity);
+    finish(snapshot, facts, uid, action, entities)
+}
+
+fn finish(
+    snapshot: &PolicySnapshot,
+    facts: &RequestFacts,
+    principal: EntityUid,
+    action: EntityUid,
+    mut entities: Vec<Entity>,
+) -> Result<(Request, Entities), AuthzError> {
+    // Ancestors of the principal (groups) and of the action (its group).
+    let ancestors = |store: &Entities, uid: &EntityUid| -> Vec<Entity> {
+        store
+            .ancestors(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| store.get(a).cloned())
+            .collect()
+    };
+    entities.extend(ancestors(&snapshot.entities, &principal));
+    if let Some(entity) = snapshot.actions.get(&action) {
+        entities.push(entity.clone());
+    }
+    entities.extend(ancestors(&snapshot.actions, &action));
+
+    // Resource: the route, in its service.
+    let service = entity_uid(SERVICE_TYPE, &facts.service);
+    let resource = entity_uid(ROUTE_TYPE, &facts.route);
+    let route = Entity::new(
+        resource.clone(),
+        [
+            (
+                "host".to_owned(),
+                RestrictedExpression::new_string(facts.host.clone()),
+            ),
+            (
+                "path".to_owned(),
+                RestrictedExpression::new_string(facts.path.clone()),
+            ),
+        ]
+        .into(),
+        HashSet::from([service.clone()]),
+    )
+    .map_err(|e| AuthzError::Build(e.to_string()))?;
+    entities.push(route);
+    entities.push(Entity::new_no_attrs(service, HashSet::new()));
+
+    let context = context(facts)?;
+    let request = Request::new(principal, action, resource, context, Some(&snapshot.schema))
+        .map_err(|e| AuthzError::Schema(e.to_string()))?;
+    let entities =
+        Entities::from_entities(entities, None).map_err(|e| AuthzError::Build(e.to_string()))?;
+    Ok((request, entities))
+}
+
+fn context(facts: &RequestFacts) -> Result<Context, AuthzError> {
+    let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+    let record = |fields: Vec<(&str, RestrictedExpression)>| {
+        RestrictedExpression::new_record(fields.into_iter().map(|(k, v)| (k.to_owned(), v)))
+            .map_err(|e| AuthzError::Build(e.to_string()))
+    };
+    let now = OffsetDateTime::from_unix_timestamp(facts.now_unix)
+        .map_err(|_| AuthzError::TimeOutOfRange(facts.now_unix))?;
+    let tls = record(vec![
+        ("version", string(&facts.tls.version)),
+        ("mtls", RestrictedExpression::new_bool(facts.tls.mtls)),
+        ("alpn", string(&facts.tls.alpn)),
+    ])?;
+    let time = record(vec![
+        ("unix", RestrictedExpression::new_long(facts.now_unix)),
+        (
+            "hour",
+            RestrictedExpression::new_long(i64::from(now.hour())),
+        ),
+        (
+            "weekday",
+            RestrictedExpression::new_long(i64::from(now.weekday().number_from_monday())),
+        ),
+    ])?;
+    let headers = facts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            record(vec![
+                ("name", string(&name.to_ascii_lowercase())),
+                ("value", string(truncate(value))),
+            ])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Context::from_pairs([
+        ("site".to_owned(), string(&facts.node.site)),
+        ("zone".to_owned(), string(&facts.node.zone)),
+        ("region".to_owned(), string(&facts.node.region)),
+        (
+            "peer_ip".to_owned(),
+            RestrictedExpression::new_ip(facts.peer_ip.to_canonical().to_string()),
+        ),
+        ("tls".to_owned(), tls),
+        ("time".to_owned(), time),
+        ("headers".to_owned(), RestrictedExpression::new_set(headers)),
+    ])
+    .map_err(|e| AuthzError::Build(e.to_string()))
+}
+
+/// Cuts `value` at [`MAX_HEADER_VALUE`] bytes, on a character boundary.
+fn truncate(value: &str) -> &str {
+    let mut end = value.len().min(MAX_HEADER_VALUE);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+#[cfg(test)]
+mod tests;

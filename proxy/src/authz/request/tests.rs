@@ -1,0 +1,89 @@
+//! Request building: every context field reaches the policies as the schema says.
+
+use super::*;
+use crate::authz::testkit::{self, facts};
+use crate::authz::Authorizer;
+
+const CAM: &str = "spiffe://acme.example/site/berlin/device/cam-7";
+
+#[test]
+fn every_fact_reaches_the_policies() {
+    let policy = r#"permit (principal is Edgeward::Device, action == Edgeward::Action::"PUT", resource in Edgeward::Service::"api")
+when {
+  principal.trust_domain == "acme.example" && principal.path == "/site/berlin/device/cam-7" &&
+  principal.site == "berlin" && principal.name == "cam-7" &&
+  resource.host == "api.acme.example" && resource.path == "/v1/x" &&
+  context.site == "berlin" && context.zone == "berlin-a" && context.region == "eu-central" &&
+  context.peer_ip == ip("10.49.0.5") &&
+  context.tls == { version: "TLSv1.3", mtls: true, alpn: "h2" } &&
+  context.time == { unix: 1718000000, hour: 6, weekday: 1 } &&
+  context.headers.contains({ name: "x-tenant", value: "blue" })
+};"#;
+    let snapshot = testkit::snapshot(&[("all.cedar", policy)], None);
+    let mut request = facts(Some(CAM), "PUT", "/v1/x");
+    request.headers = vec![("X-Tenant".into(), "blue".into())];
+    let decision = Authorizer::new().decide(&snapshot, &request);
+    assert!(decision.allowed, "{decision:?}");
+    request.headers.clear();
+    assert!(!Authorizer::new().decide(&snapshot, &request).allowed);
+}
+
+#[test]
+fn ipv4_mapped_peers_are_seen_as_ipv4() {
+    let policy = r#"permit (principal, action, resource) when { context.peer_ip.isInRange(ip("10.49.0.0/16")) };"#;
+    let snapshot = testkit::snapshot(&[("net.cedar", policy)], None);
+    let mut request = facts(Some(CAM), "GET", "/");
+    request.peer_ip = "::ffff:10.49.1.1".parse().expect("ip");
+    assert!(Authorizer::new().decide(&snapshot, &request).allowed);
+}
+
+#[test]
+fn plaintext_and_anonymous_requests_build() {
+    let snapshot = testkit::snapshot(&[], None);
+    let mut request = facts(None, "GET", "/");
+    request.tls = TlsFacts::default();
+    let (built, _) = build_request(&snapshot, &request).expect("builds");
+    assert_eq!(
+        built.principal().map(ToString::to_string).as_deref(),
+        Some("Edgeward::Anonymous::\"anonymous\"")
+    );
+}
+
+#[test]
+fn unknown_method_is_an_error() {
+    let snapshot = testkit::snapshot(&[], None);
+    let err = build_request(&snapshot, &facts(Some(CAM), "PROPFIND", "/")).err();
+    assert_eq!(err, Some(AuthzError::UnknownMethod("PROPFIND".into())));
+}
+
+#[test]
+fn time_out_of_range_is_an_error() {
+    let snapshot = testkit::snapshot(&[], None);
+    let mut request = facts(Some(CAM), "GET", "/");
+    request.now_unix = i64::MAX;
+    assert_eq!(
+        build_request(&snapshot, &request).err(),
+        Some(AuthzError::TimeOutOfRange(i64::MAX))
+    );
+}
+
+#[test]
+fn select_headers_keeps_listed_names_lowercase_and_cuts_values() {
+    let listed = vec!["x-tenant".to_owned(), "User-Agent".to_owned()];
+    let long = "é".repeat(200);
+    let picked = select_headers(
+        &listed,
+        [
+            ("X-Tenant", "blue"),
+            ("Authorization", "secret"),
+            ("user-agent", long.as_str()),
+        ],
+    );
+    assert_eq!(picked.len(), 2);
+    assert_eq!(picked[0], ("x-tenant".to_owned(), "blue".to_owned()));
+    assert_eq!(picked[1].0, "user-agent");
+    assert_eq!(picked[1].1.len(), MAX_HEADER_VALUE);
+    assert!(truncate(&"a".repeat(300)).len() == MAX_HEADER_VALUE);
+    assert_eq!(truncate(&"é".repeat(200)).len(), 256);
+    assert_eq!(truncate(&format!("a{}", "é".repeat(200))).len(), 255);
+}
