@@ -3,6 +3,8 @@
 
 mod ca;
 mod cert;
+mod policy;
+mod proxy;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,13 @@ enum Command {
     /// Issue, sign, inspect, verify and revoke SPIFFE certificates (X.509-SVIDs).
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Validate, test, explain and format Cedar policies, deciding as the proxy does.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Run the proxy: mTLS with SPIFFE identities, Cedar on every request, local-first routing.
+    Proxy(proxy::ProxyArgs),
+    /// Check a proxy config, its policies and certificates without serving.
+    Check(proxy::CheckArgs),
 }
 
 /// How a command that did its job ended.
@@ -61,6 +70,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
     match cli.command {
         Command::Ca(c) => ca::run(c),
         Command::Cert(c) => cert::run(c),
+        Command::Policy(c) => policy::run(c),
+        Command::Proxy(a) => proxy::run(a),
+        Command::Check(a) => proxy::check(a),
     }
 }
 

@@ -23,7 +23,10 @@ use std::path::PathBuf;
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 
 pub mod decide;
+pub mod entities_dups;
+pub mod facts;
 pub mod index;
+pub mod lint;
 pub mod load;
 pub mod principal;
 pub mod request;

@@ -4,8 +4,17 @@
 //! path), `route` (which route and cluster), `authz` (Cedar decision), `balance` (locality tier
 //! and endpoint choice, health and outlier state).
 
+pub mod admin;
 pub mod authz;
 pub mod balance;
 pub mod config;
+pub mod health;
+pub mod identity;
+pub mod metrics;
+pub mod pipeline;
+pub mod reload;
 pub mod request;
 pub mod route;
+pub mod server;
+pub mod state;
+pub mod upstream;

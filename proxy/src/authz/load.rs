@@ -243,6 +243,11 @@ impl PolicyStore {
         self.current.load_full()
     }
 
+    /// Puts an already loaded set in force.
+    pub fn replace(&self, snapshot: PolicySnapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+
     /// Loads a new set and puts it in force; on error the snapshot in force stays.
     pub fn reload(
         &self,

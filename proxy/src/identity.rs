@@ -1,0 +1,23 @@
+//! Identity on the node: the trust bundles and CRLs that client certificates are checked
+//! against ([`trust`]), the node's own SVID that it serves and presents upstream ([`serving`]),
+//! and the peer identity carried from the handshake to each request ([`peer`]).
+
+pub mod peer;
+pub mod serving;
+pub mod trust;
+
+pub use peer::{PeerCallbacks, PeerCert};
+pub use serving::{NodeCert, ServingCert};
+pub use trust::{SpiffeClientVerifier, TrustMaterial, TrustStore};
+
+/// Why identity material could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("`{path}`: {reason}")]
+    File {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("trust domain `{td}`: {reason}")]
+    Bundle { td: String, reason: String },
+}

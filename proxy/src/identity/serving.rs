@@ -1,0 +1,115 @@
+//! The node's own SVID: served on TLS listeners, presented to mTLS upstreams, and swapped in
+//! place when its files change, so a rotated certificate is served without a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use edgeward_certs::{issue, pem_io, profile, CertView, SpiffeId};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::IdentityError;
+
+/// One loaded node certificate and key.
+pub struct NodeCert {
+    pub id: SpiffeId,
+    pub leaf: CertView,
+    /// The chain as DER (leaf first).
+    pub chain: Vec<Vec<u8>>,
+    /// The key as PKCS#8 DER (for pingora's upstream client certificate).
+    pub key_der: Vec<u8>,
+    pub certified: Arc<CertifiedKey>,
+}
+
+impl NodeCert {
+    /// Loads and checks the node's chain and key: an SVID leaf, and a key that matches it.
+    pub fn load(
+        cert_path: &Path,
+        key_path: &Path,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Self, IdentityError> {
+        let bad = |path: &Path, reason: String| IdentityError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let chain =
+            pem_io::read_certificates(cert_path).map_err(|e| bad(cert_path, e.to_string()))?;
+        let leaf = CertView::parse(&chain[0]).map_err(|e| bad(cert_path, e.to_string()))?;
+        let id = profile::check_leaf(&leaf)
+            .map_err(|e| bad(cert_path, format!("the node certificate {e}")))?;
+        let key_pem =
+            pem_io::read_private_key_pem(key_path).map_err(|e| bad(key_path, e.to_string()))?;
+        if !issue::key_matches(&key_pem, &leaf.public_key) {
+            return Err(bad(key_path, "does not match the node certificate".into()));
+        }
+        let key_blocks =
+            pem_io::parse_blocks(key_path, key_pem.as_bytes(), pem_io::Kind::PrivateKey)
+                .map_err(|e| bad(key_path, e.to_string()))?;
+        let key_der = key_blocks
+            .into_iter()
+            .next()
+            .ok_or_else(|| bad(key_path, "holds no key".into()))?;
+        let private =
+            PrivateKeyDer::try_from(key_der.clone()).map_err(|e| bad(key_path, e.to_string()))?;
+        let signing = provider
+            .key_provider
+            .load_private_key(private)
+            .map_err(|e| bad(key_path, e.to_string()))?;
+        let certs: Vec<CertificateDer<'static>> =
+            chain.iter().cloned().map(CertificateDer::from).collect();
+        Ok(Self {
+            id,
+            leaf,
+            chain,
+            key_der,
+            certified: Arc::new(CertifiedKey::new(certs, signing)),
+        })
+    }
+
+    /// The client certificate pingora presents to mTLS upstreams.
+    pub fn pingora_cert_key(&self) -> pingora::utils::tls::CertKey {
+        pingora::utils::tls::CertKey::new(self.chain.clone(), self.key_der.clone())
+    }
+}
+
+/// The serving certificate, swapped atomically.
+pub struct ServingCert {
+    current: ArcSwap<NodeCert>,
+}
+
+impl ServingCert {
+    /// Serves `cert`.
+    pub fn new(cert: NodeCert) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(cert),
+        }
+    }
+
+    /// Replaces the certificate; new handshakes use it, open connections keep theirs.
+    pub fn replace(&self, cert: NodeCert) {
+        self.current.store(Arc::new(cert));
+    }
+
+    /// The certificate in use now.
+    pub fn current(&self) -> Arc<NodeCert> {
+        self.current.load_full()
+    }
+}
+
+/// A rustls resolver over the shared serving certificate.
+pub struct Resolver(pub Arc<ServingCert>);
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServingCertResolver")
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current().certified.clone())
+    }
+}

@@ -1,0 +1,193 @@
+//! The node's metrics, in Prometheus text on the admin port (`prometheus-client` encodes them).
+//!
+//! Labels carry only route, cluster, endpoint and certificate names from config, decisions,
+//! status classes and tiers: never paths, client addresses or identities.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a proxied or refused request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub decision: String,
+    pub status_class: String,
+    pub tier: String,
+}
+
+/// Labels of an authorization decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub route: String,
+    pub decision: String,
+    pub mode: String,
+}
+
+/// Labels of an endpoint.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub cluster: String,
+    pub endpoint: String,
+    pub tier: String,
+}
+
+/// Labels of a tier change.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailoverLabels {
+    pub cluster: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// Labels naming a certificate.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabels {
+    pub cert: String,
+}
+
+/// Labels naming what was reloaded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub what: String,
+}
+
+/// Labels of a latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+/// Every metric of the node.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub endpoint_healthy: Family<EndpointLabels, Gauge>,
+    pub failovers: Family<FailoverLabels, Counter>,
+    pub cert_expiry: Family<CertLabels, Gauge<f64, AtomicU64>>,
+    pub reloads: Family<ReloadLabels, Counter>,
+    pub reload_failures: Family<ReloadLabels, Counter>,
+    pub config_generation: Gauge,
+    pub policy_generation: Gauge,
+    pub policy_count: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0005, 2.0, 16,
+    ))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("edgeward");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let endpoint_healthy = Family::<EndpointLabels, Gauge>::default();
+        let failovers = Family::<FailoverLabels, Counter>::default();
+        let cert_expiry = Family::<CertLabels, Gauge<f64, AtomicU64>>::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        let reload_failures = Family::<ReloadLabels, Counter>::default();
+        let config_generation = Gauge::default();
+        let policy_generation = Gauge::default();
+        let policy_count = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests by route, decision, status class and tier",
+            requests.clone(),
+        );
+        registry.register(
+            "authz_decisions",
+            "Authorization decisions by route, decision and mode",
+            decisions.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to the end of the response, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "endpoint_healthy",
+            "1 when an endpoint may receive traffic (healthy and not ejected)",
+            endpoint_healthy.clone(),
+        );
+        registry.register(
+            "failovers",
+            "Changes of the tier that serves a cluster",
+            failovers.clone(),
+        );
+        registry.register(
+            "cert_expiry_seconds",
+            "Seconds until a certificate expires (negative once expired)",
+            cert_expiry.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Successful reloads by what changed",
+            reloads.clone(),
+        );
+        registry.register(
+            "reload_failures",
+            "Refused reloads by what was refused (the old material stays in force)",
+            reload_failures.clone(),
+        );
+        registry.register(
+            "config_generation",
+            "How many config versions this process has applied",
+            config_generation.clone(),
+        );
+        registry.register(
+            "policy_generation",
+            "How many policy sets this process has applied",
+            policy_generation.clone(),
+        );
+        registry.register("policies", "Policies in force", policy_count.clone());
+        Self {
+            registry,
+            requests,
+            decisions,
+            latency,
+            endpoint_healthy,
+            failovers,
+            cert_expiry,
+            reloads,
+            reload_failures,
+            config_generation,
+            policy_generation,
+            policy_count,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts a reload outcome.
+    pub fn reload(&self, what: &str, ok: bool) {
+        let labels = ReloadLabels {
+            what: what.to_owned(),
+        };
+        if ok {
+            self.reloads.get_or_create(&labels).inc();
+        } else {
+            self.reload_failures.get_or_create(&labels).inc();
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Admission: everything decided before a byte goes upstream, in order: header limits,
+//! message framing (RFC 9112 section 6), the canonical host and path (once, shared by routing
+//! and authorization), the route, the peer's identity, and the Cedar decision.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::{Pipeline, RequestCtx};
+use crate::authz::{select_headers, Locality, RequestFacts, TlsFacts};
+use crate::config::{ListenerKind, Mode};
+use crate::identity::PeerCert;
+use crate::request::resolve_authority;
+use crate::route::RequestError;
+
+/// Runs admission; `Ok(true)` means the request was answered here.
+pub async fn admit(p: &Pipeline, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    let snapshot = ctx.snapshot.clone();
+    let limits = &snapshot.config.limits;
+    let tls = p.listener != ListenerKind::Plaintext;
+
+    // Header limits: pingora's own are about 1 MiB; ours are the configured ones.
+    let (count, bytes) = header_size(session);
+    if count > limits.max_header_count.get() || bytes > limits.max_header_bytes.get() {
+        ctx.outcome = "headers-too-large";
+        return reply(session, ctx, 431, "request header fields too large\n").await;
+    }
+
+    // Framing: ambiguous message lengths are how requests get smuggled (RFC 9112 section 6.3).
+    if !session.is_http2() {
+        if let Err(reason) = check_framing(session) {
+            tracing::debug!(reason, "bad framing");
+            ctx.outcome = "bad-framing";
+            return reply(session, ctx, 400, "bad request framing\n").await;
+        }
+    }
+    ctx.has_body = has_body(session);
+    ctx.upgrade = session.is_upgrade_req();
+
+    // The canonical host: one Host, agreeing with :authority or an absolute-form target.
+    let req = session.req_header();
+    let hosts: Vec<&str> = req
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .collect();
+    let authority = req.uri.authority().map(|a| a.as_str().to_owned());
+    let host = match resolve_authority(&hosts, authority.as_deref(), tls) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(error = %e, "bad host");
+            ctx.outcome = "bad-host";
+            return reply(session, ctx, 400, "bad host\n").await;
+        }
+    };
+
+    // The canonical path and the route, from the same values.
+    let raw_target = match req.uri.path_and_query() {
+        Some(pq) if req.uri.authority().is_some() => pq.as_str().to_owned(),
+        _ => String::from_utf8_lossy(req.raw_path()).into_owned(),
+    };
+    let (target, route) = match snapshot.routes.canonicalize_and_match(&host, &raw_target) {
+        Ok((t, r)) => (t, r.clone()),
+        Err(RequestError::NoRoute) => {
+            ctx.outcome = "no-route";
+            return reply(session, ctx, 404, "no route\n").await;
+        }
+        Err(RequestError::Path(e)) => {
+            tracing::debug!(error = %e, "bad path");
+            ctx.outcome = "bad-path";
+            return reply(session, ctx, 400, "bad path\n").await;
+        }
+    };
+    ctx.canonical_host = host.to_string();
+    ctx.canonical_path = target.path.clone();
+    ctx.canonical_target = match &target.query {
+        Some(q) => format!("{}?{q}", target.path),
+        None => target.path.clone(),
+    };
+    ctx.cluster = snapshot.clusters.get(route.cluster.as_str()).cloned();
+
+    // A declared body over the route's limit is refused before it is read.
+    if let Some(len) = content_length(session) {
+        if len > route.max_body_bytes.get() {
+            ctx.route = Some(route);
+            ctx.outcome = "body-too-large";
+            return reply(session, ctx, 413, "request body too large\n").await;
+        }
+    }
+
+    // The peer: on mTLS listeners, its chain is checked against the trust material in force
+    // now, so a resumed session of a since-revoked client does not get in.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let peer = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|s| s.extension.get::<PeerCert>())
+        .cloned();
+    ctx.tls_version = peer.as_ref().map(|p| p.version.clone()).unwrap_or_default();
+    if p.listener == ListenerKind::Mtls {
+        let chain = peer.as_ref().map(|p| p.chain.as_slice()).unwrap_or(&[]);
+        match p.shared.trust.check(chain, now) {
+            Ok(id) => ctx.identity = Some(id),
+            Err(reason) => {
+                tracing::info!(listener = %p.listener_name, reason = %reason, "peer no longer trusted; closing");
+                ctx.route = Some(route);
+                ctx.outcome = "untrusted-peer";
+                return reply(session, ctx, 403, "forbidden\n").await;
+            }
+        }
+    }
+
+    // Authorization: default deny, any error denies, audit lets a deny through.
+    let node = &snapshot.config.node.locality;
+    let facts = RequestFacts {
+        identity: ctx.identity.clone(),
+        method: session.req_header().method.as_str().to_owned(),
+        host: host.hostname().to_owned(),
+        path: target.path.clone(),
+        route: route.name.as_str().to_owned(),
+        service: route.service.as_str().to_owned(),
+        node: Locality {
+            site: node.site.as_str().to_owned(),
+            zone: node.zone.as_str().to_owned(),
+            region: node.region.as_str().to_owned(),
+        },
+        peer_ip: peer_ip(session),
+        tls: TlsFacts {
+            version: ctx.tls_version.clone(),
+            mtls: ctx.identity.is_some(),
+            alpn: match (tls, session.is_http2()) {
+                (false, _) => String::new(),
+                (true, true) => "h2".into(),
+                (true, false) => "http/1.1".into(),
+            },
+        },
+        now_unix: now,
+        headers: select_headers(
+            &snapshot.config.authz.context_headers,
+            session
+                .req_header()
+                .headers
+                .iter()
+                .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v))),
+        ),
+    };
+    let policies = p.shared.policies.current();
+    let decision = p.shared.authorizer.decide(&policies, &facts);
+    let allowed = decision.allowed;
+    let mode = route.mode;
+    ctx.decision = Some(decision);
+    ctx.outcome = match (allowed, mode) {
+        (true, _) => "allow",
+        (false, Mode::Enforce) => "deny",
+        (false, Mode::Audit) => "audit-deny",
+    };
+    p.shared
+        .metrics
+        .decisions
+        .get_or_create(&crate::metrics::DecisionLabels {
+            route: route.name.as_str().to_owned(),
+            decision: if allowed { "allow" } else { "deny" }.into(),
+            mode: match mode {
+                Mode::Enforce => "enforce",
+                Mode::Audit => "audit",
+            }
+            .into(),
+        })
+        .inc();
+    ctx.route = Some(route);
+    if !allowed && mode == Mode::Enforce {
+        // The body names no policy; the access log has the reasons.
+        return reply(session, ctx, 403, "forbidden\n").await;
+    }
+    Ok(false)
+}
+
+/// Answers locally. A request with a body gets its connection closed, so an unread body is
+/// never taken for the next request.
+pub async fn reply(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    body: &'static str,
+) -> Result<bool> {
+    ctx.status = status;
+    let close = ctx.has_body || has_body(session) || status == 400;
+    if close {
+        session.set_keepalive(None);
+    }
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header("content-type", "text/plain")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    if close && !session.is_http2() {
+        resp.insert_header("connection", "close")?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        .await?;
+    Ok(true)
+}
+
+fn header_size(session: &Session) -> (usize, usize) {
+    let req = session.req_header();
+    let line = req.method.as_str().len() + req.raw_path().len() + 12;
+    let fields: usize = req
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    (req.headers.len(), line + fields)
+}
+
+fn check_framing(session: &Session) -> Result<(), &'static str> {
+    let headers = &session.req_header().headers;
+    let cls: Vec<_> = headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .collect();
+    let tes: Vec<_> = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .collect();
+    if !cls.is_empty() && !tes.is_empty() {
+        return Err("content-length with transfer-encoding");
+    }
+    if cls.len() > 1 {
+        return Err("more than one content-length");
+    }
+    if let Some(v) = cls.first() {
+        let ok = v
+            .to_str()
+            .map(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+        if !matches!(ok, Ok(true)) {
+            return Err("malformed content-length");
+        }
+    }
+    if !tes.is_empty() {
+        // The last coding must be chunked, or the length is unknowable (RFC 9112 6.3).
+        let joined: Vec<String> = tes
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .collect();
+        if joined.last().map(String::as_str) != Some("chunked") {
+            return Err("transfer coding that does not end in chunked");
+        }
+    }
+    Ok(())
+}
+
+fn content_length(session: &Session) -> Option<u64> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok())
+}
+
+fn has_body(session: &Session) -> bool {
+    let h = &session.req_header().headers;
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || content_length(session).is_some_and(|n| n > 0)
+}
+
+fn peer_ip(session: &Session) -> std::net::IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}

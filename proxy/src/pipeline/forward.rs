@@ -1,0 +1,157 @@
+//! Forwarding: the nearest healthy endpoint for the route's cluster, tier changes logged and
+//! counted, the upstream's SPIFFE ID checked, and retries only where they are safe (a failed
+//! connect for any method; after the request may have been sent, only idempotent methods
+//! without a body).
+
+use std::time::Instant;
+
+use pingora::prelude::*;
+use pingora::protocols::Digest;
+use pingora::proxy::Session;
+
+use super::{Pipeline, RequestCtx};
+use crate::balance::{retry_allowed, FailureKind};
+use crate::metrics::FailoverLabels;
+use crate::upstream;
+
+/// Picks the endpoint and builds its peer.
+pub fn pick_peer(p: &Pipeline, _session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let no_upstream = || Error::explain(ErrorType::HTTPStatus(503), "no healthy endpoint");
+    let (Some(cluster), Some(route)) = (ctx.cluster.clone(), ctx.route.clone()) else {
+        return Err(no_upstream());
+    };
+
+    // The nearest healthy tier; none at all answers 503 at once.
+    let Some(pick) = cluster.cluster.pick(Instant::now(), &ctx.tried) else {
+        tracing::warn!(cluster = %cluster.config.name.as_str(), "no healthy endpoint in any tier");
+        ctx.outcome = "no-upstream";
+        return Err(no_upstream());
+    };
+    if let Some(change) = pick.tier_change {
+        let cluster_name = cluster.config.name.as_str();
+        if change.is_failover() {
+            tracing::info!(
+                cluster = cluster_name,
+                from = change.from.as_str(),
+                to = change.to.as_str(),
+                "failed over"
+            );
+        } else {
+            tracing::info!(
+                cluster = cluster_name,
+                from = change.from.as_str(),
+                to = change.to.as_str(),
+                "returned to a nearer tier"
+            );
+        }
+        p.shared
+            .metrics
+            .failovers
+            .get_or_create(&FailoverLabels {
+                cluster: cluster_name.to_owned(),
+                from: change.from.as_str().to_owned(),
+                to: change.to.as_str().to_owned(),
+            })
+            .inc();
+    }
+    let id = pick.endpoint;
+    ctx.endpoint = Some(id);
+    ctx.tier = Some(pick.tier);
+    ctx.guard = Some(pick.guard);
+    ctx.attempts += 1;
+
+    // The peer: plaintext, or mTLS with the node's identity.
+    let endpoint = cluster.cluster.endpoint(id).ok_or_else(no_upstream)?;
+    let addr = cluster.addr(id).ok_or_else(no_upstream)?;
+    let node = p.shared.serving.as_ref().map(|s| s.current());
+    let trust = p.shared.trust.current();
+    let timeouts = upstream::Timeouts {
+        connect: route.connect_timeout,
+        request: route.request_timeout,
+    };
+    let peer = upstream::peer_for(addr, &endpoint.transport, timeouts, node.as_deref(), &trust)
+        .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
+    Ok(Box::new(peer))
+}
+
+/// After connecting (or reusing a pooled connection) to an mTLS upstream: its leaf must be
+/// proven to carry the configured SPIFFE ID.
+pub async fn check_upstream_identity(
+    p: &Pipeline,
+    digest: Option<&Digest>,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    let (Some(cluster), Some(id)) = (ctx.cluster.clone(), ctx.endpoint) else {
+        return Ok(());
+    };
+    upstream::verify_identity(&p.shared, &cluster, id, digest)
+        .await
+        .map_err(|m| {
+            tracing::warn!(cluster = %cluster.config.name.as_str(), endpoint = id.0, reason = %m, "upstream identity refused");
+            Error::explain(ErrorType::ConnectError, m)
+        })
+}
+
+/// A connect failure: count it against the endpoint, and retry elsewhere for any method.
+pub fn on_connect_failure(
+    session: &Session,
+    ctx: &mut RequestCtx,
+    mut e: Box<Error>,
+) -> Box<Error> {
+    if let (Some(cluster), Some(id)) = (ctx.cluster.as_ref(), ctx.endpoint) {
+        if let Some(ej) = cluster.cluster.report_connect_failure(id, Instant::now()) {
+            tracing::info!(cluster = %cluster.config.name.as_str(), endpoint = id.0, seconds = ej.duration.as_secs(), "endpoint ejected after connect failures");
+        }
+        ctx.tried.push(id);
+    }
+    ctx.guard = None;
+    let retries = ctx.route.as_ref().map(|r| r.retries).unwrap_or(0);
+    let method = session.req_header().method.as_str();
+    e.set_retry(retry_allowed(
+        method,
+        ctx.attempts,
+        retries,
+        FailureKind::ConnectFailed,
+        !ctx.has_body,
+    ));
+    e
+}
+
+/// A failure after the request may have reached the upstream: only idempotent requests
+/// without a body are sent again.
+pub fn on_proxy_error(
+    _peer: &HttpPeer,
+    session: &mut Session,
+    mut e: Box<Error>,
+    ctx: &mut RequestCtx,
+    client_reused: bool,
+) -> Box<Error> {
+    if let (Some(cluster), Some(id)) = (ctx.cluster.as_ref(), ctx.endpoint) {
+        // A pooled connection that the upstream had closed says little about its health.
+        if !client_reused {
+            cluster.cluster.report_connect_failure(id, Instant::now());
+        }
+    }
+    ctx.guard = None;
+    let retries = ctx.route.as_ref().map(|r| r.retries).unwrap_or(0);
+    let method = session.req_header().method.as_str().to_owned();
+    let body_replayable = !ctx.has_body && !session.retry_buffer_truncated();
+    e.set_retry(retry_allowed(
+        &method,
+        ctx.attempts,
+        retries,
+        FailureKind::AfterRequestSent,
+        body_replayable,
+    ));
+    e
+}
+
+/// An upstream answered: 5xx counts toward its ejection, anything else resets the count.
+pub fn on_response(ctx: &mut RequestCtx, status: u16) {
+    ctx.status = status;
+    if let (Some(cluster), Some(id)) = (ctx.cluster.as_ref(), ctx.endpoint) {
+        if let Some(ej) = cluster.cluster.report_response(id, status, Instant::now()) {
+            tracing::info!(cluster = %cluster.config.name.as_str(), endpoint = id.0, seconds = ej.duration.as_secs(), "endpoint ejected after 5xx answers");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Header rewriting. Upstream sees the canonical request (the same host and path that routing
+//! and policy saw), the identity header set by the proxy alone, forwarding headers set by the
+//! proxy, and no hop-by-hop header in either direction (RFC 9110 section 7.6.1).
+
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::{Pipeline, RequestCtx, PEER_ID_HEADER};
+use crate::config::ListenerKind;
+
+/// Hop-by-hop fields; message framing (`transfer-encoding`, `content-length`) is left to
+/// pingora, which frames each side itself.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Fields a `Connection` header may not remove: the proxy needs them to frame and route.
+const PROTECTED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
+/// Rewrites the request that goes upstream.
+pub fn rewrite_request(
+    p: &Pipeline,
+    session: &Session,
+    req: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    // The canonical target and host.
+    let uri: http::Uri = ctx
+        .canonical_target
+        .parse()
+        .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "canonical target is not a URI"))?;
+    req.set_uri(uri);
+    req.insert_header(http::header::HOST, &ctx.canonical_host)?;
+
+    // Hop-by-hop fields, and every field that `Connection` nominates.
+    let nominated = connection_tokens(&req.headers);
+    strip(&mut HeaderOps::Req(req), &nominated, ctx.upgrade);
+
+    // Identity: only the proxy speaks for the peer.
+    req.remove_header(PEER_ID_HEADER);
+    if let Some(id) = &ctx.identity {
+        req.insert_header(PEER_ID_HEADER, id.to_string())?;
+    }
+
+    // Forwarding facts, set (not appended): what the client claims is not believed.
+    let ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let proto = if p.listener == ListenerKind::Plaintext {
+        "http"
+    } else {
+        "https"
+    };
+    let for_value = if ip.contains(':') {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.clone()
+    };
+    req.insert_header("x-forwarded-for", &ip)?;
+    req.insert_header("x-forwarded-proto", proto)?;
+    req.insert_header("x-forwarded-host", &ctx.canonical_host)?;
+    req.insert_header(
+        "forwarded",
+        format!(
+            "for={for_value};proto={proto};host=\"{}\"",
+            ctx.canonical_host
+        ),
+    )?;
+    if ctx.upgrade {
+        req.insert_header(http::header::CONNECTION, "upgrade")?;
+    }
+    Ok(())
+}
+
+/// Rewrites the response that goes downstream.
+pub fn rewrite_response(resp: &mut ResponseHeader, upgrade: bool) {
+    let switching = upgrade && resp.status.as_u16() == 101;
+    let nominated = connection_tokens(&resp.headers);
+    strip(&mut HeaderOps::Resp(resp), &nominated, switching);
+    if switching {
+        let _ = resp.insert_header(http::header::CONNECTION, "upgrade");
+    }
+}
+
+enum HeaderOps<'a> {
+    Req(&'a mut RequestHeader),
+    Resp(&'a mut ResponseHeader),
+}
+
+impl HeaderOps<'_> {
+    fn remove(&mut self, name: &str) {
+        match self {
+            HeaderOps::Req(r) => {
+                r.remove_header(name);
+            }
+            HeaderOps::Resp(r) => {
+                r.remove_header(name);
+            }
+        }
+    }
+}
+
+fn strip(h: &mut HeaderOps<'_>, nominated: &[String], keep_upgrade: bool) {
+    for name in HOP_BY_HOP {
+        if keep_upgrade && (name == "upgrade" || name == "connection") {
+            continue;
+        }
+        h.remove(name);
+    }
+    for name in nominated {
+        if PROTECTED.contains(&name.as_str()) || (keep_upgrade && name == "upgrade") {
+            continue;
+        }
+        h.remove(name);
+    }
+}
+
+/// The field names listed in `Connection` headers, lowercase.
+pub fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_tokens_are_listed_lowercase() {
+        let mut h = http::HeaderMap::new();
+        h.append("connection", "close, X-Edgeward-Peer-Id".parse().unwrap());
+        h.append("connection", "Foo".parse().unwrap());
+        assert_eq!(connection_tokens(&h), ["x-edgeward-peer-id", "foo"]);
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_and_nominated_fields() {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.insert_header("connection", "x-secret").unwrap();
+        r.insert_header("x-secret", "1").unwrap();
+        r.insert_header("keep-alive", "timeout=5").unwrap();
+        r.insert_header("content-length", "3").unwrap();
+        rewrite_response(&mut r, false);
+        assert!(r.headers.get("x-secret").is_none());
+        assert!(r.headers.get("keep-alive").is_none());
+        assert!(r.headers.get("connection").is_none());
+        assert!(r.headers.get("content-length").is_some());
+    }
+}
