@@ -75,7 +75,7 @@ const ENTITIES: &str = r#"[
 /// One route-scoped policy for route `r{i}`: even routes let devices of the node's site read,
 /// odd routes let operators write.
 fn route_policy(out: &mut String, i: usize) {
-    let (principal, action) = if i % 2 == 0 {
+    let (principal, action) = if i.is_multiple_of(2) {
         (
             "principal is Edgeward::Device",
             r#"action in Edgeward::Action::"read""#,

@@ -47,7 +47,7 @@ pub enum PolicyCommand {
         config: Option<PathBuf>,
     },
     /// Show the decision the proxy would make for one request, and why.
-    Explain(explain::ExplainArgs),
+    Explain(Box<explain::ExplainArgs>),
     /// Format the `*.cedar` files of DIR with Cedar's formatter.
     Format {
         /// The policy folder.
@@ -81,7 +81,7 @@ pub fn run(cmd: PolicyCommand) -> Result<Outcome, Failure> {
             let snapshot = load_set(&dir, &files)?;
             test::run(&snapshot, &dir.join("tests"), config.as_deref())
         }
-        PolicyCommand::Explain(args) => explain::run(args),
+        PolicyCommand::Explain(args) => explain::run(*args),
         PolicyCommand::Format { dir, check } => format::run(&dir, check),
     }
 }

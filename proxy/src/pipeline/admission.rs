@@ -225,7 +225,9 @@ fn check_framing(session: &Session) -> Result<(), &'static str> {
         .get_all(http::header::TRANSFER_ENCODING)
         .iter()
         .collect();
-    if !cls.is_empty() && !tes.is_empty() {
+    // pingora drops `Content-Length` when `Transfer-Encoding` is present (RFC 9112 6.3 lets it);
+    // we refuse the pair instead, so look at the header block as it arrived.
+    if !tes.is_empty() && (!cls.is_empty() || raw_content_length(session)) {
         return Err("content-length with transfer-encoding");
     }
     if cls.len() > 1 {
@@ -254,6 +256,22 @@ fn check_framing(session: &Session) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Whether the HTTP/1 header block, as received, has a `Content-Length` field.
+fn raw_content_length(session: &Session) -> bool {
+    let Some(h1) = session.as_downstream().as_http1() else {
+        return false;
+    };
+    has_content_length_field(&h1.get_headers_raw_bytes())
+}
+
+fn has_content_length_field(block: &[u8]) -> bool {
+    block
+        .split(|b| *b == b'\n')
+        .skip(1) // the request line
+        .filter_map(|line| line.iter().position(|b| *b == b':').map(|i| &line[..i]))
+        .any(|name| name.trim_ascii().eq_ignore_ascii_case(b"content-length"))
+}
+
 fn content_length(session: &Session) -> Option<u64> {
     session
         .req_header()
@@ -275,4 +293,25 @@ fn peer_ip(session: &Session) -> std::net::IpAddr {
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_content_length_field;
+
+    #[test]
+    fn finds_content_length_in_the_raw_header_block() {
+        let block = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(has_content_length_field(block));
+        assert!(has_content_length_field(
+            b"POST / HTTP/1.1\r\ncontent-LENGTH : 5\r\n\r\n"
+        ));
+        assert!(!has_content_length_field(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Content-Length: 1\r\n\r\n"
+        ));
+        // A request line that looks like a field is not one.
+        assert!(!has_content_length_field(
+            b"content-length: / HTTP/1.1\r\n\r\n"
+        ));
+    }
 }

@@ -1,0 +1,420 @@
+//! The proxy end to end: the real binary, real TLS clients (curl, rustls), real upstream
+//! servers (Python's http.server), certificates from our own CA code.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::pki::{self, DAY};
+use support::site::Site;
+use support::{curl, raw, wait_for};
+
+#[test]
+fn permitted_identities_get_200_and_others_403_with_policy_ids_in_the_log() {
+    let site = Site::start();
+    let device = site.client(&site.device);
+    let operator = site.client(&site.operator);
+
+    let ok = curl(&device, &[], &site.url("/hello"));
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.header("x-served-by").as_deref(), Some("local"));
+
+    let denied = curl(&device, &[], &site.url("/admin/settings"));
+    assert_eq!(denied.status, 403);
+    assert!(
+        !denied.body.contains("device-most") && !denied.body.contains("operator"),
+        "the 403 names no policy: {}",
+        denied.body
+    );
+
+    assert_eq!(
+        curl(&operator, &[], &site.url("/admin/settings")).status,
+        200
+    );
+
+    // HTTP/2 too.
+    let h2 = curl(&device, &["--http2"], &site.url("/hello"));
+    assert_eq!(h2.status, 200);
+
+    // The access log has the decisions and the deciding policies.
+    let log = wait_for("access log lines", Duration::from_secs(5), || {
+        let log = site.proxy.log_text();
+        (log.contains("operator-all") && log.matches("device-most").count() >= 2).then_some(log)
+    });
+    assert!(log.contains("decision=\"deny\""), "{log}");
+    // Nothing on /admin reached the upstream for the device.
+    assert_eq!(
+        site.local
+            .requests()
+            .iter()
+            .filter(|r| r.contains("/admin"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn audit_mode_lets_a_deny_through_and_logs_it() {
+    let site = Site::start();
+    let a = curl(&site.client(&site.device), &[], &site.url("/audit/report"));
+    assert_eq!(a.status, 200);
+    wait_for("audit-deny in the log", Duration::from_secs(5), || {
+        site.proxy.log_text().contains("audit-deny").then_some(())
+    });
+    let (_, metrics) = site.proxy.admin_get("/metrics");
+    assert!(
+        metrics.contains(r#"route="audit",decision="deny",mode="audit""#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn clients_without_a_valid_svid_are_refused() {
+    let mut revoked = None;
+    let mut expired = None;
+    let mut two_uris = None;
+    let site = Site::start_with(support::site::POLICIES, |pki| {
+        let r = pki.issue("revoked", pki::DEVICE_ID);
+        pki.revoke(&r.0);
+        revoked = Some(r);
+        expired = Some(pki.issue_at(
+            "expired",
+            pki::DEVICE_ID,
+            time::OffsetDateTime::now_utc() - 2 * DAY,
+            Duration::from_secs(3600),
+        ));
+        two_uris = Some(pki.two_uri_leaf("two"));
+    });
+    let (revoked, expired, two_uris) = (revoked.unwrap(), expired.unwrap(), two_uris.unwrap());
+
+    // No certificate: the handshake fails (curl reports no HTTP status at all).
+    assert_eq!(curl(&site.anonymous(), &[], &site.url("/hello")).status, 0);
+
+    // Another trust domain's certificate.
+    let other_dir = site.dir.path().join("other");
+    let other = support::Pki::for_domain(&other_dir, "other.example");
+    let foreign = other.issue("foreign", "spiffe://other.example/site/berlin/device/x");
+    for (name, creds) in [
+        ("foreign", &foreign),
+        ("expired", &expired),
+        ("revoked", &revoked),
+        ("two URI SANs", &two_uris),
+    ] {
+        let a = curl(&site.client(creds), &[], &site.url("/hello"));
+        assert_eq!(a.status, 0, "{name} certificate got an answer: {a:?}");
+    }
+    assert!(
+        site.local.requests().is_empty(),
+        "nothing reached the upstream"
+    );
+
+    // A client-sent identity header never reaches the upstream, nor one named in Connection.
+    let echo = curl(
+        &site.client(&site.device),
+        &[
+            "-H",
+            "x-edgeward-peer-id: spiffe://acme.example/site/berlin/operator/alice",
+            "-H",
+            "Connection: x-edgeward-peer-id",
+        ],
+        &site.url("/echo"),
+    );
+    assert_eq!(echo.status, 200);
+    let json: serde_json::Value = serde_json::from_str(&echo.body).unwrap();
+    let ids: Vec<&str> = json["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            h[0].as_str()
+                .unwrap()
+                .eq_ignore_ascii_case("x-edgeward-peer-id")
+        })
+        .map(|h| h[1].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [pki::DEVICE_ID]);
+}
+
+#[test]
+fn traversal_and_host_tricks_never_reach_a_denied_route() {
+    let site = Site::start();
+    let device = site.client(&site.device);
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "//admin",
+        "/public/./../admin/x",
+    ] {
+        let a = curl(&device, &["--path-as-is"], &site.url(path));
+        assert_eq!(a.status, 403, "{path}: {a:?}");
+    }
+    let a = curl(
+        &device,
+        &["--path-as-is"],
+        &site.url("/public%2F..%2Fadmin"),
+    );
+    assert_eq!(a.status, 400, "encoded slash: {a:?}");
+    let a = curl(&device, &["-H", "Host: ADMIN.example."], &site.url("/"));
+    assert_eq!(
+        a.status, 403,
+        "host canonicalized onto the admin-host route: {a:?}"
+    );
+
+    // A duplicate Host, sent raw.
+    let answer = raw::send(
+        site.port,
+        site.ca(),
+        &site.device.0,
+        &site.device.1,
+        b"GET /public/x HTTP/1.1\r\nHost: public.example\r\nHost: admin.example\r\n\r\n",
+    );
+    assert_eq!(raw::statuses(&answer), [400], "{answer}");
+
+    let seen = site.local.requests();
+    assert!(
+        seen.iter().all(|r| !r.contains("admin")),
+        "an admin path reached the upstream: {seen:?}"
+    );
+}
+
+#[test]
+fn smuggling_attempts_never_make_a_second_upstream_request() {
+    let site = Site::start();
+    let (c, k) = (&site.device.0, &site.device.1);
+    let second = "GET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // Content-Length with Transfer-Encoding.
+    let req = format!("POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{second}", 5 + second.len());
+    let answer = raw::send(site.port, site.ca(), c, k, req.as_bytes());
+    assert_eq!(raw::statuses(&answer), [400], "{answer}");
+
+    // Two Content-Length fields.
+    let req = format!("POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{second}", second.len());
+    let answer = raw::send(site.port, site.ca(), c, k, req.as_bytes());
+    assert_eq!(raw::statuses(&answer).first(), Some(&400), "{answer}");
+
+    // A denied request whose body is itself a request, on a keep-alive connection.
+    let req = format!(
+        "POST /admin/x HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{second}",
+        second.len()
+    );
+    let answer = raw::send(site.port, site.ca(), c, k, req.as_bytes());
+    assert_eq!(raw::statuses(&answer), [403], "{answer}");
+
+    let seen = site.local.requests();
+    assert!(
+        seen.iter().all(|r| !r.contains("smuggled")),
+        "a smuggled request reached the upstream: {seen:?}"
+    );
+}
+
+/// Runs GETs in a loop on a background thread until stopped; returns every status seen.
+fn load(site: &Site) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<u16>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, url, ca) = (
+        stop.clone(),
+        site.url("/public/load"),
+        site.ca().to_path_buf(),
+    );
+    let (cert, key) = site.device.clone();
+    let handle = std::thread::spawn(move || {
+        let mut codes = Vec::new();
+        while !s.load(Ordering::Relaxed) {
+            // One curl, ten requests on a keep-alive connection.
+            let urls: Vec<String> = (0..10).map(|_| url.clone()).collect();
+            let out = std::process::Command::new("curl")
+                .args([
+                    "-s",
+                    "--max-time",
+                    "10",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}\n",
+                    "--cacert",
+                ])
+                .arg(&ca)
+                .arg("--cert")
+                .arg(&cert)
+                .arg("--key")
+                .arg(&key)
+                .args(&urls)
+                .output()
+                .expect("curl");
+            codes.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.parse::<u16>().ok()),
+            );
+        }
+        codes
+    });
+    (stop, handle)
+}
+
+#[test]
+fn failover_to_the_verified_cloud_and_back_without_failed_requests() {
+    let mut site = Site::start();
+    let device = site.client(&site.device);
+    assert_eq!(
+        curl(&device, &[], &site.url("/x"))
+            .header("x-served-by")
+            .as_deref(),
+        Some("local")
+    );
+
+    let (stop, handle) = load(&site);
+    wait_for("load running", Duration::from_secs(10), || {
+        (site.local.requests().len() > 20).then_some(())
+    });
+    site.local.stop();
+    wait_for("answers from the cloud", Duration::from_secs(10), || {
+        let a = curl(&site.client(&site.device), &[], &site.url("/x"));
+        (a.header("x-served-by").as_deref() == Some("cloud")).then_some(())
+    });
+    let cloud_before = site.cloud.requests().len();
+    wait_for("load on the cloud", Duration::from_secs(10), || {
+        (site.cloud.requests().len() > cloud_before + 20).then_some(())
+    });
+
+    site.local.restart();
+    wait_for("answers from local again", Duration::from_secs(10), || {
+        let a = curl(&site.client(&site.device), &[], &site.url("/x"));
+        (a.header("x-served-by").as_deref() == Some("local")).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let codes = handle.join().unwrap();
+    assert!(codes.len() > 40, "load ran: {}", codes.len());
+    assert!(
+        codes.iter().all(|c| *c == 200),
+        "a request failed during failover: {:?}",
+        codes.iter().filter(|c| **c != 200).collect::<Vec<_>>()
+    );
+
+    let log = site.proxy.log_text();
+    assert!(
+        log.contains("failed over") && log.contains("returned to a nearer tier"),
+        "{log}"
+    );
+    let (_, metrics) = site.proxy.admin_get("/metrics");
+    assert!(
+        metrics.contains("edgeward_failovers_total{cluster=\"app\",from=\"site\",to=\"region\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_cloud_upstream_with_the_wrong_identity_is_refused() {
+    // An impostor with a valid SVID of the trust domain, but not the configured ID, takes the
+    // cloud's port; the local service is down, so the cloud is the only way out.
+    let mut site = Site::start();
+    let wrong = site.pki.issue(
+        "impostor",
+        "spiffe://acme.example/region/eu-central/service/impostor",
+    );
+    site.cloud.stop();
+    let impostor = support::Upstream::mtls(
+        site.dir.path(),
+        "impostor",
+        site.cloud.port,
+        &wrong.0,
+        &wrong.1,
+        &site.bundle,
+    );
+    site.local.stop();
+    for _ in 0..3 {
+        let a = curl(&site.client(&site.device), &[], &site.url("/x"));
+        assert!(
+            a.status == 502 || a.status == 503,
+            "the impostor must not answer: {a:?}"
+        );
+        assert!(!a.body.contains("impostor"));
+    }
+    // Neither a request nor a health check reached it: the identity is checked first.
+    let log = std::fs::read_to_string(&impostor.log).unwrap_or_default();
+    assert!(!log.contains("\"GET "), "the impostor got a request: {log}");
+    // The gauges are refreshed on the health checker's tick: wait for the impostor's to drop.
+    let cloud = format!(
+        "edgeward_endpoint_healthy{{cluster=\"app\",endpoint=\"127.0.0.1:{}\"",
+        site.cloud.port
+    );
+    wait_for(
+        "the impostor marked unusable",
+        Duration::from_secs(5),
+        || {
+            let (_, metrics) = site.proxy.admin_get("/metrics");
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&cloud) && l.ends_with(" 0"))
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn policy_reload_under_load_fails_nothing_and_an_invalid_policy_keeps_the_old_one() {
+    let site = Site::start();
+    let device = site.client(&site.device);
+    assert_eq!(curl(&device, &[], &site.url("/public/x")).status, 200);
+
+    let (stop, handle) = load(&site);
+    // A valid change: also let the device read /admin/status (same /public behaviour).
+    let extra = "\n@id(\"device-admin-status\")\npermit (principal == Edgeward::Device::\"spiffe://acme.example/site/berlin/device/sensor-1\", action == Edgeward::Action::\"GET\", resource == Edgeward::Route::\"audit\");\n";
+    std::fs::write(site.policies.join("extra.cedar"), extra).unwrap();
+    wait_for("policy reloaded", Duration::from_secs(10), || {
+        site.proxy
+            .log_text()
+            .contains("part=\"policies\"")
+            .then_some(())
+    });
+    // Keep the load going across the swap: wait for more requests to land after it.
+    let after_reload = site.local.requests().len();
+    wait_for("load after the reload", Duration::from_secs(10), || {
+        (site.local.requests().len() > after_reload + 20).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let codes = handle.join().unwrap();
+    assert!(
+        codes.iter().all(|c| *c == 200),
+        "failed during reload: {codes:?}"
+    );
+
+    // An invalid policy: refused, the old set stays in force.
+    std::fs::write(
+        site.policies.join("broken.cedar"),
+        "permit (principal, action, resource) when { nonsense };",
+    )
+    .unwrap();
+    wait_for("reload refused", Duration::from_secs(10), || {
+        site.proxy
+            .log_text()
+            .contains("reload refused")
+            .then_some(())
+    });
+    assert_eq!(curl(&device, &[], &site.url("/public/x")).status, 200);
+    assert_eq!(curl(&device, &[], &site.url("/admin/x")).status, 403);
+    let (_, metrics) = site.proxy.admin_get("/metrics");
+    assert!(
+        metrics.contains("edgeward_reload_failures_total{what=\"policies\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_rotated_certificate_is_served_without_a_restart() {
+    let site = Site::start();
+    let before = raw::server_serial(site.port, site.ca(), &site.device.0, &site.device.1);
+    // Re-issue the proxy's certificate in place (the same files).
+    site.pki.issue("proxy", pki::PROXY_ID);
+    let after = wait_for("new certificate served", Duration::from_secs(10), || {
+        let s = raw::server_serial(site.port, site.ca(), &site.device.0, &site.device.1);
+        (s != before).then_some(s)
+    });
+    assert_ne!(before, after);
+    assert_eq!(
+        curl(&site.client(&site.device), &[], &site.url("/x")).status,
+        200
+    );
+}
