@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -416,5 +417,86 @@ fn a_rotated_certificate_is_served_without_a_restart() {
     assert_eq!(
         curl(&site.client(&site.device), &[], &site.url("/x")).status,
         200
+    );
+}
+
+#[test]
+fn a_header_that_does_not_arrive_in_time_gets_408_but_idle_keep_alive_does_not() {
+    let site = Site::start_extra("\n[limits]\nheader_timeout = \"1s\"\n");
+    let (c, k) = (&site.device.0, &site.device.1);
+
+    // Half a header, then silence: 408 and the connection closes.
+    let mut slow = raw::connect(site.port, site.ca(), c, k);
+    slow.write_all(b"GET /public/x HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.flush().unwrap();
+    let answer = wait_for("the 408", Duration::from_secs(5), || {
+        let a = raw::read_all(&mut slow);
+        (!a.is_empty()).then_some(a)
+    });
+    assert_eq!(raw::statuses(&answer), [408], "{answer}");
+    assert!(
+        site.local.requests().is_empty(),
+        "the partial request went upstream"
+    );
+
+    // Idle time between requests on a kept-alive connection is not header time.
+    let mut kept = raw::connect(site.port, site.ca(), c, k);
+    let req = b"GET /public/x HTTP/1.1\r\nHost: x\r\n\r\n";
+    kept.write_all(req).unwrap();
+    assert_eq!(raw::statuses(&raw::read_response(&mut kept)), [200]);
+    std::thread::sleep(Duration::from_millis(1500)); // longer than the deadline, on purpose
+    kept.write_all(req).unwrap();
+    assert_eq!(raw::statuses(&raw::read_response(&mut kept)), [200]);
+
+    let (_, metrics) = site.proxy.admin_get("/metrics");
+    assert!(
+        metrics.contains("edgeward_header_timeouts_total{listener=\"mtls\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_listener_at_max_connections_closes_new_ones_until_one_ends() {
+    let limited = support::free_port();
+    let site = Site::start_extra(&format!(
+        "\n[[listeners]]\nname = \"limited\"\nkind = \"mtls\"\naddress = \"127.0.0.1:{limited}\"\nmax_connections = 2\n"
+    ));
+    let (c, k) = (&site.device.0, &site.device.1);
+    let req = b"GET /public/x HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut tls = raw::connect(limited, site.ca(), c, k);
+        tls.write_all(req).unwrap();
+        assert_eq!(raw::statuses(&raw::read_response(&mut tls)), [200]);
+        open.push(tls);
+    }
+    // The third is accepted by TLS, then closed without an answer.
+    let mut third = raw::connect(limited, site.ca(), c, k);
+    let _ = third.write_all(req);
+    assert_eq!(
+        raw::read_all(&mut third),
+        "",
+        "the third connection got an answer"
+    );
+
+    // One ends: a new connection is served again.
+    drop(open.pop());
+    wait_for("a free connection slot", Duration::from_secs(5), || {
+        let answer = raw::send(
+            limited,
+            site.ca(),
+            c,
+            k,
+            b"GET /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        (raw::statuses(&answer) == [200]).then_some(())
+    });
+    let (_, metrics) = site.proxy.admin_get("/metrics");
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("edgeward_connections_refused_total{listener=\"limited\"}")
+            && !l.ends_with(" 0")),
+        "{metrics}"
     );
 }

@@ -10,6 +10,7 @@ pub mod balance;
 pub mod config;
 pub mod health;
 pub mod identity;
+pub mod listener;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;

@@ -57,6 +57,12 @@ pub struct ReloadLabels {
     pub what: String,
 }
 
+/// Labels of the per-listener connection metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
 /// Labels of a latency histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -77,6 +83,9 @@ pub struct Metrics {
     pub config_generation: Gauge,
     pub policy_generation: Gauge,
     pub policy_count: Gauge,
+    pub connections_open: Family<ListenerLabels, Gauge>,
+    pub connections_refused: Family<ListenerLabels, Counter>,
+    pub header_timeouts: Family<ListenerLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -102,6 +111,9 @@ impl Default for Metrics {
         let config_generation = Gauge::default();
         let policy_generation = Gauge::default();
         let policy_count = Gauge::default();
+        let connections_open = Family::<ListenerLabels, Gauge>::default();
+        let connections_refused = Family::<ListenerLabels, Counter>::default();
+        let header_timeouts = Family::<ListenerLabels, Counter>::default();
         registry.register(
             "requests",
             "Requests by route, decision, status class and tier",
@@ -153,6 +165,21 @@ impl Default for Metrics {
             policy_generation.clone(),
         );
         registry.register("policies", "Policies in force", policy_count.clone());
+        registry.register(
+            "connections_open",
+            "Client connections open, by listener",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections closed at accept because the listener was at max_connections",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "header_timeouts",
+            "Requests answered 408 because their header did not arrive within limits.header_timeout",
+            header_timeouts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -166,6 +193,9 @@ impl Default for Metrics {
             config_generation,
             policy_generation,
             policy_count,
+            connections_open,
+            connections_refused,
+            header_timeouts,
         }
     }
 }

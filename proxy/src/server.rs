@@ -23,6 +23,7 @@ use crate::identity::serving::Resolver;
 use crate::identity::{
     NodeCert, PeerCallbacks, ServingCert, SpiffeClientVerifier, TrustMaterial, TrustStore,
 };
+use crate::listener::Guarded;
 use crate::metrics::{CertLabels, Metrics};
 use crate::pipeline::Pipeline;
 use crate::reload::Reloader;
@@ -151,14 +152,19 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
             listener: listener.kind,
             listener_name: listener.name.as_str().to_owned(),
         };
-        let mut service =
-            pingora::proxy::http_proxy_service_with_name(&conf, pipeline, listener.name.as_str());
-        if let Some(app) = service.app_logic_mut() {
-            let mut h2 = H2Options::new();
-            h2.max_concurrent_streams(config.limits.h2_max_concurrent_streams.get());
-            h2.max_header_list_size(config.limits.h2_max_header_list_bytes.get());
-            app.h2_options = Some(h2);
-        }
+        let mut proxy = pingora::proxy::http_proxy(&conf, pipeline);
+        let mut h2 = H2Options::new();
+        h2.max_concurrent_streams(config.limits.h2_max_concurrent_streams.get());
+        h2.max_header_list_size(config.limits.h2_max_header_list_bytes.get());
+        proxy.h2_options = Some(h2);
+        let guarded = Guarded::new(
+            proxy,
+            listener.name.as_str(),
+            listener.max_connections.get(),
+            config.limits.header_timeout,
+            &shared.metrics,
+        );
+        let mut service = Service::new(listener.name.as_str().to_owned(), guarded);
         let addr = listener.address.to_string();
         match listener.kind {
             ListenerKind::Plaintext => service.add_tcp(&addr),

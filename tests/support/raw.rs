@@ -19,9 +19,11 @@ fn pem_blocks(path: &Path, tag: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Sends `bytes` over one mTLS connection and returns everything the proxy answers until it
-/// closes the connection or stays silent for a second.
-pub fn send(port: u16, ca: &Path, cert: &Path, key: &Path, bytes: &[u8]) -> String {
+/// A TLS client stream to the proxy.
+pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Opens an mTLS connection (HTTP/1.1 by ALPN) and completes the handshake.
+pub fn connect(port: u16, ca: &Path, cert: &Path, key: &Path) -> Tls {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for der in pem_blocks(ca, "CERTIFICATE") {
@@ -45,8 +47,14 @@ pub fn send(port: u16, ca: &Path, cert: &Path, key: &Path, bytes: &[u8]) -> Stri
     tcp.set_read_timeout(Some(Duration::from_secs(1)))
         .expect("timeout");
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(bytes).expect("write");
-    tls.flush().expect("flush");
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("handshake");
+    }
+    tls
+}
+
+/// Reads what arrives until the connection closes or stays silent for the socket's timeout.
+pub fn read_all(tls: &mut Tls) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -57,6 +65,42 @@ pub fn send(port: u16, ca: &Path, cert: &Path, key: &Path, bytes: &[u8]) -> Stri
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads one response with a `Content-Length` body from a kept-alive connection; returns what
+/// arrived (possibly nothing, when the proxy closed the connection instead).
+pub fn read_response(tls: &mut Tls) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+        match tls.read(&mut buf) {
+            Ok(0) | Err(_) => return text,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Sends `bytes` over one mTLS connection and returns everything the proxy answers until it
+/// closes the connection or stays silent for a second.
+pub fn send(port: u16, ca: &Path, cert: &Path, key: &Path, bytes: &[u8]) -> String {
+    let mut tls = connect(port, ca, cert, key);
+    tls.write_all(bytes).expect("write");
+    tls.flush().expect("flush");
+    read_all(&mut tls)
 }
 
 /// The status codes of every response in a raw HTTP/1.1 answer.
@@ -70,29 +114,7 @@ pub fn statuses(answer: &str) -> Vec<u16> {
 
 /// The serial of the certificate the proxy serves now.
 pub fn server_serial(port: u16, ca: &Path, cert: &Path, key: &Path) -> String {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for der in pem_blocks(ca, "CERTIFICATE") {
-        roots.add(CertificateDer::from(der)).expect("root");
-    }
-    let chain: Vec<CertificateDer<'static>> = pem_blocks(cert, "CERTIFICATE")
-        .into_iter()
-        .map(CertificateDer::from)
-        .collect();
-    let key = PrivateKeyDer::try_from(pem_blocks(key, "PRIVATE KEY").remove(0)).expect("key");
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .expect("client auth");
-    let name = ServerName::try_from("127.0.0.1").expect("name");
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("conn");
-    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).expect("handshake");
-    }
+    let tls = connect(port, ca, cert, key);
     let leaf = tls.conn.peer_certificates().expect("server certificate")[0].clone();
     edgeward_certs::CertView::parse(&leaf)
         .expect("parse")

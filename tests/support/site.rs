@@ -42,6 +42,16 @@ impl Site {
     /// Starts a site with `policies`; `prepare` runs after the PKI exists, before the proxy
     /// starts (to revoke a certificate, for example).
     pub fn start_with(policies: &str, prepare: impl FnOnce(&Pki)) -> Self {
+        Self::start_full(policies, prepare, "")
+    }
+
+    /// Starts a site with the default policies and `extra` TOML appended to its config (more
+    /// listeners, a `[limits]` table).
+    pub fn start_extra(extra: &str) -> Self {
+        Self::start_full(POLICIES, |_| {}, extra)
+    }
+
+    fn start_full(policies: &str, prepare: impl FnOnce(&Pki), extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let pki = Pki::new(&d.join("pki"));
@@ -88,7 +98,7 @@ impl Site {
                 admin,
                 local.port,
                 cloud.port,
-            ),
+            ) + extra,
         )
         .expect("config");
         let proxy = Proxy::start(&config, admin);
