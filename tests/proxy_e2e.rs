@@ -500,3 +500,110 @@ fn a_listener_at_max_connections_closes_new_ones_until_one_ends() {
         "{metrics}"
     );
 }
+
+/// One gRPC call through the proxy with `tests/support/grpc/call.py`; its JSON answer.
+fn grpc_call(
+    site: &Site,
+    creds: &(std::path::PathBuf, std::path::PathBuf),
+    method: &str,
+) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .arg(support::repo().join("tests/support/grpc/call.py"))
+        .arg("--target")
+        .arg(format!("127.0.0.1:{}", site.port))
+        .arg("--ca")
+        .arg(site.ca())
+        .arg("--cert")
+        .arg(&creds.0)
+        .arg("--key")
+        .arg(&creds.1)
+        .args(["--method", method])
+        .output()
+        .expect("python3 tests/support/grpc/call.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "grpc call.py gave no JSON ({e}); needs Python's grpcio (pip install grpcio):\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn grpc_passes_end_to_end_over_http2_with_its_trailers() {
+    let services = tempfile::tempdir().unwrap();
+    let grpc = support::Upstream::grpc(services.path(), "grpc-local");
+    let site = Site::start_extra(&format!(
+        r#"
+[[routes]]
+name = "grpc"
+path_prefix = "/echo.Echo"
+cluster = "grpc"
+
+[[clusters]]
+name = "grpc"
+http2 = true
+[[clusters.endpoints]]
+address = "127.0.0.1:{}"
+site = "berlin"
+zone = "eu-central-a"
+region = "eu-central"
+"#,
+        grpc.port
+    ));
+
+    let ok = grpc_call(&site, &site.device, "/echo.Echo/Say");
+    assert_eq!(ok["code"], "OK", "{ok}");
+    assert_eq!(ok["reply"], "served-by:grpc-local:hello", "{ok}");
+    // Trailers made it back (grpc-status is one; the service's own are the others), and the
+    // service saw the verified identity.
+    assert_eq!(ok["trailers"]["x-served-by"], "grpc-local", "{ok}");
+    assert_eq!(ok["trailers"]["x-peer-id"], pki::DEVICE_ID, "{ok}");
+
+    // A call policy denies is refused before it reaches the service.
+    let denied = grpc_call(&site, &site.device, "/admin.Echo/Say");
+    assert_eq!(denied["code"], "PERMISSION_DENIED", "{denied}");
+}
+
+#[test]
+fn a_websocket_upgrade_is_tunnelled_once_the_upstream_accepted_it() {
+    let site = Site::start();
+    let mut tls = raw::connect(site.port, site.ca(), &site.device.0, &site.device.1);
+    tls.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let head = raw::read_response(&mut tls);
+    assert_eq!(raw::statuses(&head), [101], "{head}");
+    // RFC 6455's own example key and accept value.
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+
+    // One masked text frame "hi" each way.
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 2];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tls.write_all(&frame).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while got.len() < 2 || got.len() < 2 + got[1] as usize {
+        let n = std::io::Read::read(&mut tls, &mut buf).expect("the echoed frame");
+        assert!(n > 0, "closed before the echo: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got[0], 0x81);
+    assert_eq!(&got[2..], b"local:hi");
+
+    // A denied upgrade never reaches the upstream.
+    let denied = raw::send(
+        site.port,
+        site.ca(),
+        &site.device.0,
+        &site.device.1,
+        b"GET /admin/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(raw::statuses(&denied), [403], "{denied}");
+    assert!(site.local.requests().iter().all(|r| !r.contains("/admin")));
+}

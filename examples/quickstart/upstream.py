@@ -9,6 +9,8 @@ path and method with 200 and `x-served-by: NAME`, and a few paths that tests use
     /healthz       200 "ok"
     /status/NNN    answers with status NNN (for passive outlier detection)
     /slow?ms=N     waits N milliseconds, then 200
+    /ws            a WebSocket (RFC 6455) upgrade: answers 101, then echoes each text or
+                   binary message, prefixed with `NAME:`, until the client closes
 
 HTTP/1.1 with keep-alive; every response carries a Content-Length. A request body is read
 (per Content-Length or chunked) and discarded, so a connection stays usable.
@@ -22,6 +24,8 @@ Python 3.11 standard library only.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -89,7 +93,9 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         path = urlsplit(self.path).path
-        if path == "/echo":
+        if path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
+            self.websocket()
+        elif path == "/echo":
             self.reply(200, self.echo_json(body_length), "application/json")
         elif path == "/healthz":
             self.reply(200, b"ok\n")
@@ -99,6 +105,58 @@ class Handler(BaseHTTPRequestHandler):
             self.reply_slow()
         else:
             self.reply(200, f"{self.served_by}\n".encode())
+
+    # --- WebSocket -----------------------------------------------------------------------------
+
+    def websocket(self) -> None:
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(
+            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+        ).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("x-served-by", self.served_by)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while True:
+            frame = self.read_ws_frame()
+            if frame is None:
+                return
+            opcode, payload = frame
+            if opcode == 0x8:  # close: answer it and stop
+                self.write_ws_frame(0x8, payload[:2])
+                return
+            if opcode in (0x1, 0x2):
+                self.write_ws_frame(opcode, self.served_by.encode() + b":" + payload)
+
+    def read_ws_frame(self) -> tuple[int, bytes] | None:
+        head = self.rfile.read(2)
+        if len(head) < 2:
+            return None
+        opcode, masked, length = head[0] & 0x0F, head[1] & 0x80, head[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(self.rfile.read(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self.rfile.read(8), "big")
+        if length > 1 << 20:
+            return None
+        mask = self.rfile.read(4) if masked else b"\0\0\0\0"
+        data = self.rfile.read(length)
+        return opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def write_ws_frame(self, opcode: int, payload: bytes) -> None:
+        n = len(payload)
+        if n < 126:
+            head = bytes([0x80 | opcode, n])
+        elif n < 1 << 16:
+            head = bytes([0x80 | opcode, 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 127]) + n.to_bytes(8, "big")
+        self.wfile.write(head + payload)
+        self.wfile.flush()
 
     # --- request body ------------------------------------------------------------------------
 

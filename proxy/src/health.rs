@@ -124,7 +124,15 @@ async fn probe(
         connect: check.timeout,
         request: check.timeout,
     };
-    let peer = upstream::peer_for(addr, &endpoint.transport, timeouts, node.as_deref(), &trust)?;
+    let http2 = rt.config.http2;
+    let peer = upstream::peer_for(
+        addr,
+        &endpoint.transport,
+        http2,
+        timeouts,
+        node.as_deref(),
+        &trust,
+    )?;
 
     let attempt = async {
         let (mut session, _) = connector
@@ -138,8 +146,11 @@ async fn probe(
             .map_err(|e| e.to_string())?;
         req.insert_header("user-agent", "edgeward-health")
             .map_err(|e| e.to_string())?;
-        req.insert_header("connection", "close")
-            .map_err(|e| e.to_string())?;
+        if !http2 {
+            // HTTP/2 has no `Connection` field; its connection is pooled instead.
+            req.insert_header("connection", "close")
+                .map_err(|e| e.to_string())?;
+        }
         session
             .write_request_header(Box::new(req))
             .await

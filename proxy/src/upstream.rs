@@ -31,6 +31,7 @@ pub struct Timeouts {
 pub fn peer_for(
     addr: SocketAddr,
     transport: &UpstreamTransport,
+    http2: bool,
     timeouts: Timeouts,
     node: Option<&NodeCert>,
     trust: &TrustMaterial,
@@ -58,6 +59,9 @@ pub fn peer_for(
             peer
         }
     };
+    if http2 {
+        peer.options.set_http_version(2, 2);
+    }
     peer.options.connection_timeout = Some(timeouts.connect);
     peer.options.total_connection_timeout = Some(timeouts.connect + Duration::from_secs(1));
     peer.options.read_timeout = Some(timeouts.request);

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use super::{free_port, repo, wait_for};
 
-/// `examples/quickstart/upstream.py`, a real HTTP(S) service.
+/// A real service in Python: `examples/quickstart/upstream.py` (HTTP/1.1, plaintext or
+/// HTTPS) or `tests/support/grpc/echo_server.py` (gRPC over h2c).
 pub struct Upstream {
     pub child: Child,
     pub port: u16,
     pub log: PathBuf,
     name: String,
+    script: PathBuf,
     args: Vec<String>,
     dir: PathBuf,
 }
@@ -20,6 +22,17 @@ impl Upstream {
     /// Starts a plaintext service named `name` (its `x-served-by`) on `port` (0: any).
     pub fn plain(dir: &Path, name: &str, port: u16) -> Self {
         Self::start(dir, name, port, Vec::new())
+    }
+
+    /// Starts the gRPC echo service (h2c) named `name`; needs Python's `grpcio`.
+    pub fn grpc(dir: &Path, name: &str) -> Self {
+        Self::spawn(
+            repo().join("tests/support/grpc/echo_server.py"),
+            dir,
+            name,
+            0,
+            Vec::new(),
+        )
     }
 
     /// Starts an HTTPS service that requires client certificates of `client_ca`.
@@ -42,13 +55,24 @@ impl Upstream {
         Self::start(dir, name, port, args)
     }
 
-    fn start(dir: &Path, name: &str, port: u16, args: Vec<String>) -> Self {
+    fn start(dir: &Path, name: &str, port: u16, mut args: Vec<String>) -> Self {
+        args.push("--access-log".into());
+        Self::spawn(
+            repo().join("examples/quickstart/upstream.py"),
+            dir,
+            name,
+            port,
+            args,
+        )
+    }
+
+    fn spawn(script: PathBuf, dir: &Path, name: &str, port: u16, args: Vec<String>) -> Self {
         let port_file = dir.join(format!("{name}.port"));
         let _ = std::fs::remove_file(&port_file);
         let log = dir.join(format!("{name}.log"));
         let child = Command::new("python3")
-            .arg(repo().join("examples/quickstart/upstream.py"))
-            .args(["--name", name, "--access-log", "--listen"])
+            .arg(&script)
+            .args(["--name", name, "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--port-file")
             .arg(&port_file)
@@ -56,8 +80,13 @@ impl Upstream {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
-            .expect("start upstream.py (python3)");
+            .unwrap_or_else(|e| panic!("start {} with python3: {e}", script.display()));
+        let mut child = child;
         let port = wait_for("upstream port file", Duration::from_secs(10), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("{} exited with {status}:\n{log}", script.display());
+            }
             std::fs::read_to_string(&port_file)
                 .ok()?
                 .trim()
@@ -69,6 +98,7 @@ impl Upstream {
             port,
             log,
             name: name.to_owned(),
+            script,
             args,
             dir: dir.to_path_buf(),
         }
@@ -84,7 +114,13 @@ impl Upstream {
     pub fn restart(&mut self) {
         self.stop();
         // The old value is dropped here; its child has already been reaped.
-        *self = Self::start(&self.dir, &self.name, self.port, self.args.clone());
+        *self = Self::spawn(
+            self.script.clone(),
+            &self.dir,
+            &self.name,
+            self.port,
+            self.args.clone(),
+        );
     }
 
     /// Request lines this service received (from its access log), the proxy's health checks

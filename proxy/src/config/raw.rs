@@ -107,6 +107,7 @@ pub(super) struct RawRoute {
 pub(super) struct RawCluster {
     pub name: Option<String>,
     pub balance: Option<String>,
+    pub http2: Option<bool>,
     pub health: Option<RawHealth>,
     pub outlier: Option<RawOutlier>,
     #[serde(default)]

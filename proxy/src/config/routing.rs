@@ -171,6 +171,7 @@ pub(super) fn cluster(cx: &mut Ctx<'_>, i: usize, raw: &RawCluster) -> Option<Cl
     Some(ClusterConfig {
         name: name?,
         balance: balance?,
+        http2: raw.http2.unwrap_or(false),
         health: health.map_or(Some(None), |h| h.map(Some))?,
         outlier: outlier?,
         endpoints: endpoints.into_iter().collect::<Option<_>>()?,

@@ -320,6 +320,9 @@ pub struct ClusterConfig {
     pub name: Name,
     /// Round robin or least outstanding.
     pub balance: BalanceKind,
+    /// Speak HTTP/2 to the endpoints (h2 by ALPN over mTLS, prior-knowledge h2c in plaintext):
+    /// what gRPC needs, with its trailers.
+    pub http2: bool,
     /// Active checks, when configured.
     pub health: Option<HealthCheck>,
     /// Passive outlier detection.

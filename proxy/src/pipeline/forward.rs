@@ -69,8 +69,15 @@ pub fn pick_peer(p: &Pipeline, _session: &Session, ctx: &mut RequestCtx) -> Resu
         connect: route.connect_timeout,
         request: route.request_timeout,
     };
-    let peer = upstream::peer_for(addr, &endpoint.transport, timeouts, node.as_deref(), &trust)
-        .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
+    let peer = upstream::peer_for(
+        addr,
+        &endpoint.transport,
+        cluster.config.http2,
+        timeouts,
+        node.as_deref(),
+        &trust,
+    )
+    .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
     Ok(Box::new(peer))
 }
 

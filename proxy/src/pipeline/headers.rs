@@ -39,9 +39,14 @@ pub fn rewrite_request(
     req.set_uri(uri);
     req.insert_header(http::header::HOST, &ctx.canonical_host)?;
 
-    // Hop-by-hop fields, and every field that `Connection` nominates.
+    // Hop-by-hop fields, and every field that `Connection` nominates. `TE: trailers` is the
+    // one hop-by-hop value HTTP/2 keeps (RFC 9113 section 8.2.2): gRPC needs it end to end.
+    let trailers = accepts_trailers(&req.headers);
     let nominated = connection_tokens(&req.headers);
     strip(&mut HeaderOps::Req(req), &nominated, ctx.upgrade);
+    if trailers && ctx.cluster.as_ref().is_some_and(|c| c.config.http2) {
+        req.insert_header("te", "trailers")?;
+    }
 
     // Identity: only the proxy speaks for the peer.
     req.remove_header(PEER_ID_HEADER);
@@ -124,6 +129,22 @@ fn strip(h: &mut HeaderOps<'_>, nominated: &[String], keep_upgrade: bool) {
     }
 }
 
+/// Whether the client's `TE` lists `trailers`.
+fn accepts_trailers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all("te")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        })
+}
+
 /// The field names listed in `Connection` headers, lowercase.
 pub fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
     headers
@@ -139,6 +160,17 @@ pub fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn te_trailers_is_recognized_among_other_codings() {
+        let mut h = http::HeaderMap::new();
+        assert!(!accepts_trailers(&h));
+        h.append("te", "gzip;q=0.5, Trailers".parse().unwrap());
+        assert!(accepts_trailers(&h));
+        let mut h = http::HeaderMap::new();
+        h.append("te", "gzip, x-trailers".parse().unwrap());
+        assert!(!accepts_trailers(&h));
+    }
 
     #[test]
     fn connection_tokens_are_listed_lowercase() {
