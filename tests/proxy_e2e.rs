@@ -607,3 +607,40 @@ fn a_websocket_upgrade_is_tunnelled_once_the_upstream_accepted_it() {
     assert_eq!(raw::statuses(&denied), [403], "{denied}");
     assert!(site.local.requests().iter().all(|r| !r.contains("/admin")));
 }
+
+#[test]
+fn readiness_fails_once_the_node_certificate_expires() {
+    // A node certificate with four seconds to live: past two thirds of its lifetime at once.
+    let site = Site::start_with(support::site::POLICIES, |pki| {
+        pki.issue_at(
+            "proxy",
+            pki::PROXY_ID,
+            time::OffsetDateTime::now_utc(),
+            Duration::from_secs(4),
+        );
+    });
+    assert!(
+        site.proxy
+            .log_text()
+            .contains("under a third of its lifetime left"),
+        "{}",
+        site.proxy.log_text()
+    );
+    let (status, body) = wait_for("readiness to fail", Duration::from_secs(15), || {
+        let (s, b) = site.proxy.admin_get("/readyz");
+        (s == 503).then_some((s, b))
+    });
+    assert_eq!(status, 503);
+    assert!(body.contains("expired"), "{body}");
+    wait_for("a negative expiry metric", Duration::from_secs(5), || {
+        let (_, metrics) = site.proxy.admin_get("/metrics");
+        let value: f64 = metrics
+            .lines()
+            .find(|l| l.starts_with("edgeward_cert_expiry_seconds{cert=\"node:"))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()?;
+        (value < 0.0).then_some(())
+    });
+}
