@@ -644,3 +644,55 @@ fn readiness_fails_once_the_node_certificate_expires() {
         (value < 0.0).then_some(())
     });
 }
+
+#[test]
+fn an_http2_client_that_floods_stream_resets_is_disconnected() {
+    let site = Site::start();
+    let config = raw::client_config(site.ca(), &site.device.0, &site.device.1, &[b"h2"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", site.port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut client, conn) = h2::client::handshake(tls).await.unwrap();
+        let conn = tokio::spawn(conn);
+        // Open streams and reset each at once, far more than the server lets pile up.
+        for _ in 0..2000 {
+            let req = http::Request::get(format!("https://127.0.0.1:{}/public/x", site.port))
+                .body(())
+                .unwrap();
+            let Ok(ready) = client.clone().ready().await else {
+                break;
+            };
+            client = ready;
+            match client.send_request(req, true) {
+                Ok((_, mut stream)) => stream.send_reset(h2::Reason::CANCEL),
+                Err(_) => break,
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(10), conn).await
+    });
+    let ended = outcome.expect("the server kept the flooding connection open");
+    let err = ended
+        .unwrap()
+        .expect_err("the connection must end with an error (GOAWAY)");
+    assert!(err.is_go_away() || err.is_io(), "{err:?}");
+    // The proxy still serves everyone else, from the site: the client's resets did not count
+    // against the upstream (no ejection, no failover).
+    let after = curl(&site.client(&site.device), &[], &site.url("/public/x"));
+    assert_eq!(after.status, 200, "{after:?}");
+    assert_eq!(after.header("x-served-by").as_deref(), Some("local"));
+    assert!(
+        !site.proxy.log_text().contains("ejected"),
+        "{}",
+        site.proxy.log_text()
+    );
+}

@@ -30,6 +30,11 @@ use crate::reload::Reloader;
 use crate::state::{Shared, Snapshot};
 use crate::upstream::pin::UpstreamPins;
 
+/// Streams a client may reset before they are accepted, at once, before GOAWAY.
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams we may reset because of the client's errors, per connection, before GOAWAY.
+const H2_MAX_LOCAL_RESETS: usize = 1024;
+
 /// Why the node did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -156,6 +161,10 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
         let mut h2 = H2Options::new();
         h2.max_concurrent_streams(config.limits.h2_max_concurrent_streams.get());
         h2.max_header_list_size(config.limits.h2_max_header_list_bytes.get());
+        // A client that resets streams faster than they are served ("rapid reset"), or that
+        // makes us reset many, gets GOAWAY and the connection closes. h2's defaults, pinned.
+        h2.max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS);
+        h2.max_local_error_reset_streams(Some(H2_MAX_LOCAL_RESETS));
         proxy.h2_options = Some(h2);
         let guarded = Guarded::new(
             proxy,

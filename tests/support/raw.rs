@@ -24,23 +24,7 @@ pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// Opens an mTLS connection (HTTP/1.1 by ALPN) and completes the handshake.
 pub fn connect(port: u16, ca: &Path, cert: &Path, key: &Path) -> Tls {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for der in pem_blocks(ca, "CERTIFICATE") {
-        roots.add(CertificateDer::from(der)).expect("root");
-    }
-    let chain: Vec<CertificateDer<'static>> = pem_blocks(cert, "CERTIFICATE")
-        .into_iter()
-        .map(CertificateDer::from)
-        .collect();
-    let key = PrivateKeyDer::try_from(pem_blocks(key, "PRIVATE KEY").remove(0)).expect("key");
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .expect("client auth");
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = client_config(ca, cert, key, &[b"http/1.1"]);
     let name = ServerName::try_from("127.0.0.1").expect("name");
     let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("conn");
     let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -119,4 +103,26 @@ pub fn server_serial(port: u16, ca: &Path, cert: &Path, key: &Path) -> String {
     edgeward_certs::CertView::parse(&leaf)
         .expect("parse")
         .serial
+}
+
+/// The rustls client config `connect` uses, with `alpn` offered.
+pub fn client_config(ca: &Path, cert: &Path, key: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for der in pem_blocks(ca, "CERTIFICATE") {
+        roots.add(CertificateDer::from(der)).expect("root");
+    }
+    let chain: Vec<CertificateDer<'static>> = pem_blocks(cert, "CERTIFICATE")
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    let key = PrivateKeyDer::try_from(pem_blocks(key, "PRIVATE KEY").remove(0)).expect("key");
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client auth");
+    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    config
 }

@@ -125,7 +125,8 @@ pub fn on_connect_failure(
 }
 
 /// A failure after the request may have reached the upstream: only idempotent requests
-/// without a body are sent again.
+/// without a body are sent again. Only the upstream's own failures count against it: a client
+/// that goes away or resets its stream must not get endpoints ejected.
 pub fn on_proxy_error(
     _peer: &HttpPeer,
     session: &mut Session,
@@ -133,13 +134,17 @@ pub fn on_proxy_error(
     ctx: &mut RequestCtx,
     client_reused: bool,
 ) -> Box<Error> {
+    ctx.guard = None;
+    if !upstream_at_fault(e.esource()) {
+        e.set_retry(false);
+        return e;
+    }
     if let (Some(cluster), Some(id)) = (ctx.cluster.as_ref(), ctx.endpoint) {
         // A pooled connection that the upstream had closed says little about its health.
         if !client_reused {
             cluster.cluster.report_connect_failure(id, Instant::now());
         }
     }
-    ctx.guard = None;
     let retries = ctx.route.as_ref().map(|r| r.retries).unwrap_or(0);
     let method = session.req_header().method.as_str().to_owned();
     let body_replayable = !ctx.has_body && !session.retry_buffer_truncated();
@@ -151,6 +156,11 @@ pub fn on_proxy_error(
         body_replayable,
     ));
     e
+}
+
+/// Whether an error while proxying is the upstream's doing (not the client's, not ours).
+fn upstream_at_fault(source: &ErrorSource) -> bool {
+    matches!(source, ErrorSource::Upstream | ErrorSource::Unset)
 }
 
 /// An upstream answered: 5xx counts toward its ejection, anything else resets the count.
