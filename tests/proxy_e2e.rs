@@ -407,6 +407,31 @@ fn policy_reload_under_load_fails_nothing_and_an_invalid_policy_keeps_the_old_on
 fn a_rotated_certificate_is_served_without_a_restart() {
     let site = Site::start();
     let before = raw::server_serial(site.port, site.ca(), &site.device.0, &site.device.1);
+
+    // A broken certificate file is refused; the old certificate stays in use.
+    let cert = site.dir.path().join("pki/proxy.crt");
+    let good = std::fs::read(&cert).unwrap();
+    std::fs::write(
+        &cert,
+        b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    wait_for(
+        "the broken certificate refused",
+        Duration::from_secs(10),
+        || {
+            let log = site.proxy.log_text();
+            log.lines()
+                .any(|l| l.contains("reload refused") && l.contains("part=\"identity\""))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        raw::server_serial(site.port, site.ca(), &site.device.0, &site.device.1),
+        before
+    );
+    std::fs::write(&cert, good).unwrap();
+
     // Re-issue the proxy's certificate in place (the same files).
     site.pki.issue("proxy", pki::PROXY_ID);
     let after = wait_for("new certificate served", Duration::from_secs(10), || {
