@@ -721,3 +721,89 @@ fn an_http2_client_that_floods_stream_resets_is_disconnected() {
         site.proxy.log_text()
     );
 }
+
+#[test]
+fn the_proxy_decides_exactly_as_policy_explain_says() {
+    let site = Site::start();
+    let cases = [
+        (&site.device, pki::DEVICE_ID, "GET", "/public/readings"),
+        (&site.device, pki::DEVICE_ID, "POST", "/admin/users"),
+        (&site.device, pki::DEVICE_ID, "GET", "/public/../admin/x"),
+        (&site.operator, pki::OPERATOR_ID, "DELETE", "/admin/users"),
+        (&site.device, pki::DEVICE_ID, "GET", "/audit/report"),
+    ];
+    for (creds, id, method, path) in cases {
+        let url = site.url(path);
+        let explain = std::process::Command::new(env!("CARGO_BIN_EXE_edgeward"))
+            .args(["policy", "explain", "--json", "--config"])
+            .arg(&site.config)
+            .args(["--identity", id, "--method", method, "--url", &url])
+            .args(["--peer-ip", "127.0.0.1"])
+            .output()
+            .unwrap();
+        assert!(
+            explain.status.success(),
+            "{}",
+            String::from_utf8_lossy(&explain.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&explain.stdout).unwrap();
+        let expected_ids: Vec<String> = v["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect();
+        let canonical = v["path"].as_str().unwrap().to_owned();
+
+        let before = site.proxy.log_text().len();
+        let answer = curl(&site.client(creds), &["--path-as-is", "-X", method], &url);
+        let line = wait_for("the access line", Duration::from_secs(5), || {
+            let log = site.proxy.log_text();
+            log[before..]
+                .lines()
+                .find(|l| {
+                    l.contains("edgeward::access") && l.contains(&format!("path=\"{canonical}\""))
+                })
+                .map(str::to_owned)
+        });
+        let decided = if v["decision"] == "allow" {
+            "allow"
+        } else {
+            "deny"
+        };
+        let logged = if line.contains("decision=\"allow\"") {
+            "allow"
+        } else {
+            "deny" // deny, or audit-deny on an audit route
+        };
+        assert_eq!(
+            logged, decided,
+            "{method} {path}: explain {v}, proxy {line}"
+        );
+        let route = format!("route={} ", v["route"]["name"].as_str().unwrap());
+        assert!(
+            line.contains(&route),
+            "{method} {path}: explain {v}, proxy {line}"
+        );
+        let logged_ids = line
+            .split(" policies=")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .unwrap_or("");
+        assert_eq!(
+            logged_ids,
+            expected_ids.join(","),
+            "{method} {path}: {line}"
+        );
+        let audit = v["route"]["mode"] == "audit";
+        let expected_status = if decided == "allow" || audit {
+            200
+        } else {
+            403
+        };
+        assert_eq!(
+            answer.status, expected_status,
+            "{method} {path}: {answer:?}"
+        );
+    }
+}
