@@ -7,15 +7,18 @@
 //! - [`config`]: the control plane's own TOML config.
 //! - [`source`], [`render`], [`validate`], [`publish`]: desired state to validated bundles.
 //! - [`store`], [`otlp`]: the SQLite store and the decoding of telemetry batches.
-//! - `channel`: the QUIC server nodes connect to.
-//! - `api`: the JSON API and the page.
-//! - `run`: assembles the pieces.
+//! - [`channel`]: the QUIC server nodes connect to.
+//! - [`api`]: the JSON API and the page.
+//! - [`run`]: assembles the pieces.
 
+pub mod api;
+pub mod channel;
 pub mod config;
 pub mod metrics;
 pub mod otlp;
 pub mod publish;
 pub mod render;
+pub mod run;
 pub mod source;
 pub mod store;
 pub mod validate;
