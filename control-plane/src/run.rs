@@ -1,6 +1,6 @@
 //! Assembles the control plane: store, identity, publisher (with its poll loop), the QUIC
 //! channel and the API. [`start`] returns a handle, so tests run the real thing in process;
-//! [`run_until_signal`] is what `edgeward control-plane` calls.
+//! [`run_blocking`] is what `edgeward control-plane` calls.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,6 +133,17 @@ impl Running {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         tracing::info!("control plane stopped");
     }
+}
+
+/// Builds a runtime and runs until SIGINT or SIGTERM: what `edgeward control-plane` calls.
+pub fn run_blocking(config: &Config) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("edgeward-cp")
+        .build()
+        .map_err(|e| RunError::Internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(run_until_signal(config))
 }
 
 /// Runs until SIGINT or SIGTERM.
