@@ -3,6 +3,7 @@
 
 mod ca;
 mod cert;
+mod control_plane;
 mod policy;
 mod proxy;
 
@@ -31,6 +32,8 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// Check a proxy config, its policies and certificates without serving.
     Check(proxy::CheckArgs),
+    /// Run the control plane: desired state from Git, bundles to nodes over QUIC, fleet page.
+    ControlPlane(control_plane::ControlPlaneArgs),
 }
 
 /// How a command that did its job ended.
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         Command::Policy(c) => policy::run(c),
         Command::Proxy(a) => proxy::run(a),
         Command::Check(a) => proxy::check(a),
+        Command::ControlPlane(a) => control_plane::run(a),
     }
 }
 

@@ -1,0 +1,374 @@
+//! The control plane's store: one SQLite file (rusqlite, SQLite compiled in).
+//!
+//! It holds the nodes and their status (online flag, last contact, connected or offline since,
+//! the certificate's expiry seen at the handshake), desired and applied bundle versions, bundle
+//! refusals, events, and telemetry series (see [`telemetry`]). All times are Unix seconds.
+//!
+//! Calls are short, synchronous and serialized by one mutex around the connection; the async
+//! callers accept that small blocking (the store is not on any request path).
+
+pub mod telemetry;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("store `{path}`: {source}")]
+pub struct StoreError {
+    path: String,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// The SQLite store.
+pub struct Store {
+    path: String,
+    conn: Mutex<Connection>,
+}
+
+/// What the store knows of one node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NodeRow {
+    pub id: String,
+    pub spiffe_id: String,
+    pub site: String,
+    pub zone: String,
+    pub region: String,
+    pub software_version: String,
+    pub online: bool,
+    pub last_contact: Option<i64>,
+    /// When the current connection started (online), or when the node went offline.
+    pub since: Option<i64>,
+    pub desired_commit: Option<String>,
+    pub desired_hash: Option<String>,
+    pub applied_commit: Option<String>,
+    pub applied_hash: Option<String>,
+    /// The reason of the node's last refusal of its desired bundle, while that is still desired.
+    pub refusal: Option<String>,
+    /// `notAfter` of the certificate the node presented last.
+    pub cert_not_after: Option<i64>,
+}
+
+/// One event of the fleet's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub at: i64,
+    pub node: Option<String>,
+    pub kind: String,
+    pub message: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY,
+    spiffe_id TEXT NOT NULL DEFAULT '',
+    site TEXT NOT NULL DEFAULT '',
+    zone TEXT NOT NULL DEFAULT '',
+    region TEXT NOT NULL DEFAULT '',
+    software_version TEXT NOT NULL DEFAULT '',
+    online INTEGER NOT NULL DEFAULT 0,
+    last_contact INTEGER,
+    since INTEGER,
+    desired_commit TEXT,
+    desired_hash TEXT,
+    applied_commit TEXT,
+    applied_hash TEXT,
+    refusal TEXT,
+    cert_not_after INTEGER,
+    telemetry_seq INTEGER
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    at INTEGER NOT NULL, node TEXT NOT NULL, bundle_commit TEXT NOT NULL,
+    bundle_hash TEXT NOT NULL, reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    at INTEGER NOT NULL, node TEXT, kind TEXT NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
+CREATE TABLE IF NOT EXISTS telemetry (
+    node TEXT NOT NULL, at INTEGER NOT NULL, width INTEGER NOT NULL,
+    requests INTEGER NOT NULL, denies INTEGER NOT NULL, on_site INTEGER NOT NULL,
+    off_site INTEGER NOT NULL, failovers INTEGER NOT NULL, dropped INTEGER NOT NULL,
+    p50_ms REAL, p95_ms REAL,
+    PRIMARY KEY (node, at, width)
+);
+";
+
+const NODE_COLUMNS: &str = "id, spiffe_id, site, zone, region, software_version, online, \
+    last_contact, since, desired_commit, desired_hash, applied_commit, applied_hash, refusal, \
+    cert_not_after";
+
+impl Store {
+    /// Opens (or creates) the store at `path`; `:memory:` for a store in memory.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let name = path.display().to_string();
+        let err = |source| StoreError {
+            path: name.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        // A restart starts with every node offline until it connects again.
+        conn.execute("UPDATE nodes SET online = 0 WHERE online = 1", [])
+            .map_err(err)?;
+        Ok(Store {
+            path: name,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves a consistent SQLite connection behind.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Sets the desired state's view of a node (from a published revision).
+    pub fn upsert_desired(
+        &self,
+        id: &str,
+        spiffe_id: &str,
+        (site, zone, region): (&str, &str, &str),
+        (commit, hash): (&str, &str),
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO nodes (id, spiffe_id, site, zone, region, desired_commit, desired_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id) DO UPDATE SET spiffe_id = ?2, site = ?3, zone = ?4,
+                   region = ?5, desired_commit = ?6, desired_hash = ?7,
+                   refusal = CASE WHEN desired_hash = ?7 THEN refusal ELSE NULL END",
+                params![id, spiffe_id, site, zone, region, commit, hash],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A node connected and registered.
+    pub fn node_connected(
+        &self,
+        id: &str,
+        software_version: &str,
+        applied: Option<(&str, &str)>,
+        cert_not_after: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (commit, hash) = applied.unzip();
+        self.conn()
+            .execute(
+                "INSERT INTO nodes (id, software_version, online, last_contact, since,
+                   applied_commit, applied_hash, cert_not_after)
+                 VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET software_version = ?2, online = 1,
+                   last_contact = ?3, since = ?3, applied_commit = ?4, applied_hash = ?5,
+                   cert_not_after = ?6",
+                params![id, software_version, now, commit, hash, cert_not_after],
+            )
+            .map_err(|e| self.err(e))?;
+        self.event(now, Some(id), "online", "connected and registered")
+    }
+
+    /// A node's connection ended.
+    pub fn node_disconnected(&self, id: &str, reason: &str, now: i64) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE nodes SET online = 0, since = ?2 WHERE id = ?1 AND online = 1",
+                params![id, now],
+            )
+            .map_err(|e| self.err(e))?;
+        self.event(now, Some(id), "offline", reason)
+    }
+
+    /// Any message from the node.
+    pub fn touch(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE nodes SET last_contact = ?2 WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The node applied a bundle.
+    pub fn bundle_applied(
+        &self,
+        id: &str,
+        commit: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE nodes SET applied_commit = ?2, applied_hash = ?3, refusal = NULL,
+                   last_contact = ?4 WHERE id = ?1",
+                params![id, commit, hash, now],
+            )
+            .map_err(|e| self.err(e))?;
+        self.event(
+            now,
+            Some(id),
+            "applied",
+            &format!("applied bundle {}", short(commit)),
+        )
+    }
+
+    /// The node refused a bundle.
+    pub fn bundle_refused(
+        &self,
+        id: &str,
+        commit: &str,
+        hash: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO refusals (at, node, bundle_commit, bundle_hash, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now, id, commit, hash, reason],
+        )
+        .map_err(|e| self.err(e))?;
+        conn.execute(
+            "UPDATE nodes SET refusal = ?2, last_contact = ?3 WHERE id = ?1",
+            params![id, reason, now],
+        )
+        .map_err(|e| self.err(e))?;
+        drop(conn);
+        self.event(
+            now,
+            Some(id),
+            "refused",
+            &format!("refused bundle {}: {reason}", short(commit)),
+        )
+    }
+
+    /// Records an event.
+    pub fn event(
+        &self,
+        at: i64,
+        node: Option<&str>,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO events (at, node, kind, message) VALUES (?1, ?2, ?3, ?4)",
+                params![at, node, kind, message],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The most recent events, newest first.
+    pub fn events(&self, node: Option<&str>, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT at, node, kind, message FROM events
+                 WHERE ?1 IS NULL OR node = ?1 ORDER BY at DESC, rowid DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![node, limit], |r| {
+                Ok(Event {
+                    at: r.get(0)?,
+                    node: r.get(1)?,
+                    kind: r.get(2)?,
+                    message: r.get(3)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Every node, by id.
+    pub fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {NODE_COLUMNS} FROM nodes ORDER BY site, id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], node_row)
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// One node.
+    pub fn node(&self, id: &str) -> Result<Option<NodeRow>, StoreError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE id = ?1"),
+                [id],
+                node_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets nodes that are no longer in the desired state and are offline.
+    pub fn remove_absent(&self, keep: &[&str]) -> Result<usize, StoreError> {
+        let list = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
+        self.conn()
+            .execute(
+                "DELETE FROM nodes WHERE online = 0
+                   AND id NOT IN (SELECT value FROM json_each(?1))",
+                [list],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes events and refusals older than `before`.
+    pub fn prune_history(&self, before: i64) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM events WHERE at < ?1", [before])
+            .map_err(|e| self.err(e))?;
+        conn.execute("DELETE FROM refusals WHERE at < ?1", [before])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
+    Ok(NodeRow {
+        id: r.get(0)?,
+        spiffe_id: r.get(1)?,
+        site: r.get(2)?,
+        zone: r.get(3)?,
+        region: r.get(4)?,
+        software_version: r.get(5)?,
+        online: r.get(6)?,
+        last_contact: r.get(7)?,
+        since: r.get(8)?,
+        desired_commit: r.get(9)?,
+        desired_hash: r.get(10)?,
+        applied_commit: r.get(11)?,
+        applied_hash: r.get(12)?,
+        refusal: r.get(13)?,
+        cert_not_after: r.get(14)?,
+    })
+}
+
+/// The first 12 characters of a commit id, for messages.
+pub fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+#[cfg(test)]
+mod tests;

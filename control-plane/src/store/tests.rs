@@ -1,0 +1,116 @@
+//! Tests of the store: node status, bundle acks, telemetry dedup by sequence, retention.
+
+use super::telemetry::{Point, Recorded};
+use super::*;
+
+fn store() -> Store {
+    Store::open(Path::new(":memory:")).expect("open")
+}
+
+fn point(at: i64, requests: u64) -> Point {
+    Point {
+        at,
+        width: 10,
+        requests,
+        denies: 1,
+        on_site: requests - 1,
+        off_site: 1,
+        ..Point::default()
+    }
+}
+
+#[test]
+fn desired_then_connected_then_acks_update_one_row() {
+    let s = store();
+    s.upsert_desired("gw", "spiffe://td/gw", ("berlin", "z", "r"), ("c1", "h1"))
+        .expect("desired");
+    s.node_connected("gw", "0.1.0", None, 2000, 100)
+        .expect("connected");
+    let n = s.node("gw").expect("query").expect("row");
+    assert!(n.online);
+    assert_eq!(n.since, Some(100));
+    assert_eq!(n.site, "berlin");
+    assert_eq!(n.applied_hash, None);
+
+    s.bundle_refused("gw", "c1", "h1", "bad policy", 110)
+        .expect("refused");
+    assert_eq!(
+        s.node("gw").expect("q").expect("row").refusal.as_deref(),
+        Some("bad policy")
+    );
+    // The same desired version keeps the refusal; a new one clears it.
+    s.upsert_desired("gw", "spiffe://td/gw", ("berlin", "z", "r"), ("c1", "h1"))
+        .expect("d");
+    assert!(s.node("gw").expect("q").expect("row").refusal.is_some());
+    s.upsert_desired("gw", "spiffe://td/gw", ("berlin", "z", "r"), ("c2", "h2"))
+        .expect("d");
+    assert!(s.node("gw").expect("q").expect("row").refusal.is_none());
+
+    s.bundle_applied("gw", "c2", "h2", 120).expect("applied");
+    s.node_disconnected("gw", "link lost", 130).expect("gone");
+    let n = s.node("gw").expect("q").expect("row");
+    assert_eq!((n.online, n.since), (false, Some(130)));
+    assert_eq!(n.applied_hash.as_deref(), Some("h2"));
+    let kinds: Vec<String> = s
+        .events(Some("gw"), 10)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec!["offline", "applied", "refused", "online"]);
+}
+
+#[test]
+fn a_batch_resent_after_reconnect_is_not_counted_twice() {
+    let s = store();
+    assert_eq!(
+        s.record_batch("gw", 1, &[point(0, 5)]).expect("b1"),
+        Recorded::Stored
+    );
+    assert_eq!(
+        s.record_batch("gw", 2, &[point(10, 7)]).expect("b2"),
+        Recorded::Stored
+    );
+    assert_eq!(
+        s.record_batch("gw", 2, &[point(10, 7)]).expect("dup"),
+        Recorded::Duplicate
+    );
+    assert_eq!(
+        s.record_batch("gw", 1, &[point(0, 5)]).expect("old"),
+        Recorded::Duplicate
+    );
+    // Two batches for the same interval add up.
+    assert_eq!(
+        s.record_batch("gw", 3, &[point(10, 3)]).expect("b3"),
+        Recorded::Stored
+    );
+    let series = s.series(Some("gw"), 0).expect("series");
+    let totals: Vec<u64> = series.iter().map(|p| p.requests).collect();
+    assert_eq!(totals, vec![5, 10]);
+    assert_eq!(s.telemetry_seq("gw").expect("seq"), Some(3));
+}
+
+#[test]
+fn compaction_keeps_totals_and_drops_what_is_past_retention() {
+    let s = store();
+    let now = 100_000;
+    let old = now - FINE - 600; // folded into 5-minute points
+    let points: Vec<Point> = (0..6).map(|i| point(old + i * 10, 4)).collect();
+    s.record_batch("gw", 1, &points).expect("old batch");
+    s.record_batch("gw", 2, &[point(now - 10, 9)])
+        .expect("recent");
+    s.record_batch("gw", 3, &[point(now - 50_000, 2)])
+        .expect("past retention");
+    s.event(now - 50_000, None, "x", "old").expect("event");
+
+    s.compact(now, 40_000).expect("compact");
+    let series = s.series(Some("gw"), 0).expect("series");
+    let total: u64 = series.iter().map(|p| p.requests).sum();
+    assert_eq!(total, 6 * 4 + 9);
+    assert!(series.iter().any(|p| p.width == COARSE));
+    assert!(series.iter().all(|p| p.at >= now - 40_000));
+    assert!(s.events(None, 10).expect("events").is_empty());
+}
+
+const FINE: i64 = super::telemetry::FINE_FOR;
+const COARSE: i64 = super::telemetry::COARSE_WIDTH;
