@@ -140,6 +140,13 @@ async fn an_invalid_commit_is_refused_and_a_valid_one_is_pushed() {
     );
     let (_, body) = support::http(api, "POST", "/api/sync").await;
     assert!(body.contains("\"outcome\":\"published\""), "{body}");
+    // Paris's bundle did not change: it keeps its version and is not pushed.
+    let published = fleet.cp().publisher.current().expect("published");
+    assert_eq!(
+        published.nodes["paris-gw-1"].bundle.version.commit,
+        first.version.commit
+    );
+    assert_ne!(published.revision, first.version.commit);
     match s.recv().await {
         Message::Bundle(b) => {
             b.verify_hash().expect("hash");
