@@ -269,3 +269,17 @@ async fn a_node_that_does_not_register_within_ten_seconds_is_closed() {
     assert_eq!(code, close::REGISTER_TIMEOUT);
     assert!(reason.contains("no Register within 10 s"), "{reason}");
 }
+
+#[tokio::test]
+async fn the_control_plane_sends_heartbeats() {
+    let fleet = Fleet::start().await;
+    let (mut s, _) = berlin(&fleet).await;
+    let msg = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        edgeward_wire::read_frame(&mut s.recv),
+    )
+    .await
+    .expect("a frame within 15 s")
+    .expect("a frame");
+    assert!(matches!(msg, Message::Heartbeat { .. }), "{msg:?}");
+}
