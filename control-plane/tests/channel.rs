@@ -111,6 +111,32 @@ async fn a_node_gets_its_bundle_acks_it_and_a_batch_sent_twice_is_stored_once() 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(!store.node("berlin-gw-1").expect("q").expect("row").online);
+
+    // Reconnecting with the bundle it has: no Bundle is sent, and a batch resent after the
+    // reconnect is acked and still not counted twice.
+    let conn = fleet
+        .connect_as(&fleet.pki, "berlin", BERLIN_ID)
+        .await
+        .expect("handshake");
+    let mut s = Session::open(conn).await;
+    let mut again = register("berlin-gw-1", BERLIN_ID);
+    if let Message::Register {
+        bundle_version: v, ..
+    } = &mut again
+    {
+        *v = Some(bundle.version.clone());
+    }
+    s.send(&again).await;
+    s.send(&Message::Telemetry {
+        seq: 3,
+        otlp: batch,
+        dropped_before: 0,
+    })
+    .await;
+    assert_eq!(s.recv().await, Message::TelemetryAck { seq: 3 });
+    let series = store.series(Some("berlin-gw-1"), 0).expect("series");
+    assert_eq!(series.iter().map(|p| p.requests).sum::<u64>(), 84);
+    assert!(store.node("berlin-gw-1").expect("q").expect("row").online);
 }
 
 #[tokio::test]
