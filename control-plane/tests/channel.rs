@@ -309,3 +309,28 @@ async fn the_control_plane_sends_heartbeats() {
     .expect("a frame");
     assert!(matches!(msg, Message::Heartbeat { .. }), "{msg:?}");
 }
+
+#[tokio::test]
+async fn a_revoked_node_certificate_is_refused_at_the_handshake() {
+    let mut fleet = Fleet::prepare();
+    let (cert, key) = fleet.pki.issue("berlin", BERLIN_ID);
+    let crl = fleet.pki.revoke(&cert);
+    fleet
+        .launch(&format!("crls = [\"{}\"]", crl.display()))
+        .await;
+    if let Ok(conn) = fleet.connect_with(&cert, &key).await {
+        let (code, reason) = support::closed(&conn).await;
+        assert_eq!(
+            code,
+            u32::MAX,
+            "closed by TLS, not by the session: {reason}"
+        );
+    }
+    let events = fleet.cp().store.events(None, 10).expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "handshake-refused" && e.message.contains("Revoked")),
+        "{events:?}"
+    );
+}
