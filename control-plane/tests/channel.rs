@@ -334,3 +334,54 @@ async fn a_revoked_node_certificate_is_refused_at_the_handshake() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_node_is_closed_after_30_s_and_marked_offline() {
+    let fleet = Fleet::start().await;
+    let (s, _) = berlin(&fleet).await;
+    // The node reads nothing and sends nothing (the control plane's heartbeats keep QUIC busy).
+    let (code, reason) = s.closed().await;
+    assert_eq!(code, close::SILENCE, "{reason}");
+    let node = fleet
+        .cp()
+        .store
+        .node("berlin-gw-1")
+        .expect("q")
+        .expect("row");
+    assert!(!node.online);
+    assert!(node.since.is_some());
+    let events = fleet
+        .cp()
+        .store
+        .events(Some("berlin-gw-1"), 1)
+        .expect("events");
+    assert_eq!(events[0].kind, "offline");
+    assert!(events[0].message.contains("30 s"), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_newer_connection_of_the_same_node_replaces_the_older_one() {
+    let fleet = Fleet::start().await;
+    let (old, _) = berlin(&fleet).await;
+    let (mut new, _) = berlin(&fleet).await;
+    let (code, reason) = old.closed().await;
+    assert_eq!(code, close::REPLACED, "{reason}");
+    // The newer session serves, and the node stays online.
+    new.send(&Message::Telemetry {
+        seq: 1,
+        otlp: reference_batch(1_700_000_000, 10, &[("allow", "site", 1)], 0, None),
+        dropped_before: 0,
+    })
+    .await;
+    assert_eq!(new.recv().await, Message::TelemetryAck { seq: 1 });
+    assert!(
+        fleet
+            .cp()
+            .store
+            .node("berlin-gw-1")
+            .expect("q")
+            .expect("row")
+            .online
+    );
+    assert_eq!(fleet.cp().shared.connected_ids(), vec!["berlin-gw-1"]);
+}

@@ -185,9 +185,9 @@ impl Session {
 
 /// The application close code and reason of a connection the server closed.
 pub async fn closed(conn: &quinn::Connection) -> (u32, String) {
-    let e = tokio::time::timeout(Duration::from_secs(15), conn.closed())
+    let e = tokio::time::timeout(Duration::from_secs(45), conn.closed())
         .await
-        .expect("closed within 15 s");
+        .expect("closed within 45 s");
     match e {
         quinn::ConnectionError::ApplicationClosed(c) => (
             u32::try_from(c.error_code.into_inner()).expect("code"),
