@@ -2,8 +2,9 @@
 //!
 //! TLS: the control plane serves its own SVID and requires a client certificate, verified by
 //! the proxy's own SPIFFE verifier against the configured bundle (chain, validity, exactly one
-//! URI SAN that is a SPIFFE ID, trust domain equal to the bundle's; X509-SVID sections 4-5). A
-//! refused certificate ends the handshake and is recorded as an event.
+//! URI SAN that is a SPIFFE ID, trust domain equal to the bundle's; X509-SVID sections 4-5),
+//! with the CRLs of `[identity] crls`, read at start. A refused certificate ends the handshake
+//! and is recorded as an event.
 //!
 //! Each connection is one [`session`]: register, then bundles, acks, telemetry and heartbeats.
 
@@ -120,7 +121,7 @@ pub fn load_identity(
     let cfg = TrustDomainConfig {
         name: td.clone(),
         bundle: identity.bundle.clone(),
-        crls: Vec::new(),
+        crls: identity.crls.clone(),
     };
     let material = TrustMaterial::load(&[cfg], &provider, 1).map_err(|e| bad(e.to_string()))?;
     let trust = Arc::new(TrustStore::new(material, provider.clone()));

@@ -44,6 +44,8 @@ pub struct Identity {
     pub key: PathBuf,
     /// PEM file of the trust domain's root certificate(s).
     pub bundle: PathBuf,
+    /// CRL files (PEM or DER) of the CAs that issue node certificates, read at start.
+    pub crls: Vec<PathBuf>,
 }
 
 /// `[store]`.
@@ -140,6 +142,7 @@ struct RawIdentity {
     cert: Option<String>,
     key: Option<String>,
     bundle: Option<String>,
+    crls: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -286,6 +289,13 @@ impl Config {
             cert: cx.path("identity.cert", i.cert.as_ref()),
             key: cx.path("identity.key", i.key.as_ref()),
             bundle: cx.path("identity.bundle", i.bundle.as_ref()),
+            crls: i
+                .crls
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(n, c)| cx.path(&format!("identity.crls[{n}]"), Some(c)))
+                .collect(),
         };
 
         // [store]
@@ -343,6 +353,7 @@ quic = "0.0.0.0:7443"
 cert = "cp.crt"
 key = "cp.key"
 bundle = "root.crt"
+crls = ["berlin.crl"]
 [store]
 retention = "1d"
 "#;
@@ -357,6 +368,7 @@ retention = "1d"
         assert_eq!(c.source.poll_interval, Duration::from_secs(2));
         assert_eq!(c.listen.api.to_string(), DEFAULT_API);
         assert_eq!(c.store.sqlite, Path::new("/etc/cp/cp.db"));
+        assert_eq!(c.identity.crls, vec![PathBuf::from("/etc/cp/berlin.crl")]);
         assert_eq!(c.store.retention, Duration::from_secs(86400));
     }
 

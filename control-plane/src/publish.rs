@@ -2,7 +2,7 @@
 //! a revision whose every bundle is valid replaces the published set. A refused revision keeps
 //! the last good bundles in force and its problems are kept for the API and the page.
 //!
-//! The decision ([`plan`], [`build`], [`changed_nodes`]) is pure; [`Publisher`] wraps it with
+//! The decision ([`plan`], [`build`], [`carry_over`]) is pure; [`Publisher`] wraps it with
 //! the source, the store and the atomic swap the channel reads from.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,16 +143,20 @@ fn published_node(n: RenderedNode, revision: &str) -> PublishedNode {
     }
 }
 
-/// The nodes of `new` whose bundle content differs from `old` (or that are new).
-pub fn changed_nodes(old: Option<&Published>, new: &Published) -> Vec<String> {
-    new.nodes
-        .values()
-        .filter(|n| {
-            old.and_then(|o| o.nodes.get(&n.node_id))
-                .is_none_or(|o| o.bundle.version.hash != n.bundle.version.hash)
-        })
-        .map(|n| n.node_id.clone())
-        .collect()
+/// Keeps the previous bundle (and so its version) of every node whose content did not change,
+/// so that a commit touching one site pushes nothing to the others and leaves them in sync.
+/// Returns the ids of the nodes whose bundle is new.
+pub fn carry_over(old: Option<&Published>, new: &mut Published) -> Vec<String> {
+    let mut changed = Vec::new();
+    for n in new.nodes.values_mut() {
+        match old.and_then(|o| o.nodes.get(&n.node_id)) {
+            Some(o) if o.bundle.version.hash == n.bundle.version.hash => {
+                n.bundle = o.bundle.clone();
+            }
+            _ => changed.push(n.node_id.clone()),
+        }
+    }
+    changed
 }
 
 /// Reads the source, decides, and holds the published bundles.
@@ -227,18 +231,19 @@ impl Publisher {
 
         // Render and validate; refuse the whole revision on any problem.
         let revision = snapshot.revision.clone();
-        let published = match evaluate(&snapshot, &self.td, now) {
+        let mut published = match evaluate(&snapshot, &self.td, now) {
             Ok(p) => p,
             Err(problems) => return self.refuse(revision, problems, now),
         };
 
-        // Publish: record desired versions, then swap and notify.
+        // Publish: unchanged bundles keep their version; record, then swap and notify.
+        let changed = carry_over(self.current().as_deref(), &mut published);
         let n = published.nodes.len();
         self.record_desired(&published, now);
         let published = Arc::new(published);
         self.current.store(Some(published.clone()));
         self.notify.send_replace(Some(published));
-        tracing::info!(revision = %revision, nodes = n, "published a revision");
+        tracing::info!(revision = %revision, nodes = n, changed = changed.len(), "published a revision");
         SyncOutcome::Published { revision, nodes: n }
     }
 

@@ -111,6 +111,32 @@ async fn a_node_gets_its_bundle_acks_it_and_a_batch_sent_twice_is_stored_once() 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(!store.node("berlin-gw-1").expect("q").expect("row").online);
+
+    // Reconnecting with the bundle it has: no Bundle is sent, and a batch resent after the
+    // reconnect is acked and still not counted twice.
+    let conn = fleet
+        .connect_as(&fleet.pki, "berlin", BERLIN_ID)
+        .await
+        .expect("handshake");
+    let mut s = Session::open(conn).await;
+    let mut again = register("berlin-gw-1", BERLIN_ID);
+    if let Message::Register {
+        bundle_version: v, ..
+    } = &mut again
+    {
+        *v = Some(bundle.version.clone());
+    }
+    s.send(&again).await;
+    s.send(&Message::Telemetry {
+        seq: 3,
+        otlp: batch,
+        dropped_before: 0,
+    })
+    .await;
+    assert_eq!(s.recv().await, Message::TelemetryAck { seq: 3 });
+    let series = store.series(Some("berlin-gw-1"), 0).expect("series");
+    assert_eq!(series.iter().map(|p| p.requests).sum::<u64>(), 84);
+    assert!(store.node("berlin-gw-1").expect("q").expect("row").online);
 }
 
 #[tokio::test]
@@ -140,6 +166,13 @@ async fn an_invalid_commit_is_refused_and_a_valid_one_is_pushed() {
     );
     let (_, body) = support::http(api, "POST", "/api/sync").await;
     assert!(body.contains("\"outcome\":\"published\""), "{body}");
+    // Paris's bundle did not change: it keeps its version and is not pushed.
+    let published = fleet.cp().publisher.current().expect("published");
+    assert_eq!(
+        published.nodes["paris-gw-1"].bundle.version.commit,
+        first.version.commit
+    );
+    assert_ne!(published.revision, first.version.commit);
     match s.recv().await {
         Message::Bundle(b) => {
             b.verify_hash().expect("hash");
@@ -261,4 +294,94 @@ async fn a_node_that_does_not_register_within_ten_seconds_is_closed() {
     let (code, reason) = support::closed(&conn).await;
     assert_eq!(code, close::REGISTER_TIMEOUT);
     assert!(reason.contains("no Register within 10 s"), "{reason}");
+}
+
+#[tokio::test]
+async fn the_control_plane_sends_heartbeats() {
+    let fleet = Fleet::start().await;
+    let (mut s, _) = berlin(&fleet).await;
+    let msg = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        edgeward_wire::read_frame(&mut s.recv),
+    )
+    .await
+    .expect("a frame within 15 s")
+    .expect("a frame");
+    assert!(matches!(msg, Message::Heartbeat { .. }), "{msg:?}");
+}
+
+#[tokio::test]
+async fn a_revoked_node_certificate_is_refused_at_the_handshake() {
+    let mut fleet = Fleet::prepare();
+    let (cert, key) = fleet.pki.issue("berlin", BERLIN_ID);
+    let crl = fleet.pki.revoke(&cert);
+    fleet
+        .launch(&format!("crls = [\"{}\"]", crl.display()))
+        .await;
+    if let Ok(conn) = fleet.connect_with(&cert, &key).await {
+        let (code, reason) = support::closed(&conn).await;
+        assert_eq!(
+            code,
+            u32::MAX,
+            "closed by TLS, not by the session: {reason}"
+        );
+    }
+    let events = fleet.cp().store.events(None, 10).expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "handshake-refused" && e.message.contains("Revoked")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_node_is_closed_after_30_s_and_marked_offline() {
+    let fleet = Fleet::start().await;
+    let (s, _) = berlin(&fleet).await;
+    // The node reads nothing and sends nothing (the control plane's heartbeats keep QUIC busy).
+    let (code, reason) = s.closed().await;
+    assert_eq!(code, close::SILENCE, "{reason}");
+    let node = fleet
+        .cp()
+        .store
+        .node("berlin-gw-1")
+        .expect("q")
+        .expect("row");
+    assert!(!node.online);
+    assert!(node.since.is_some());
+    let events = fleet
+        .cp()
+        .store
+        .events(Some("berlin-gw-1"), 1)
+        .expect("events");
+    assert_eq!(events[0].kind, "offline");
+    assert!(events[0].message.contains("30 s"), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_newer_connection_of_the_same_node_replaces_the_older_one() {
+    let fleet = Fleet::start().await;
+    let (old, _) = berlin(&fleet).await;
+    let (mut new, _) = berlin(&fleet).await;
+    let (code, reason) = old.closed().await;
+    assert_eq!(code, close::REPLACED, "{reason}");
+    // The newer session serves, and the node stays online.
+    new.send(&Message::Telemetry {
+        seq: 1,
+        otlp: reference_batch(1_700_000_000, 10, &[("allow", "site", 1)], 0, None),
+        dropped_before: 0,
+    })
+    .await;
+    assert_eq!(new.recv().await, Message::TelemetryAck { seq: 1 });
+    assert!(
+        fleet
+            .cp()
+            .store
+            .node("berlin-gw-1")
+            .expect("q")
+            .expect("row")
+            .online
+    );
+    assert_eq!(fleet.cp().shared.connected_ids(), vec!["berlin-gw-1"]);
 }

@@ -263,4 +263,36 @@ mod tests {
             Err(WireError::Malformed(_))
         ));
     }
+
+    /// Not a fuzzer, but the same promise: mangled frames are errors, never panics.
+    #[test]
+    fn mangled_frames_are_errors_not_panics() {
+        let good = encode_frame(&Message::Register {
+            node_id: "n1".into(),
+            spiffe_id: "spiffe://acme.example/node/n1".into(),
+            site: "s".into(),
+            zone: "z".into(),
+            region: "r".into(),
+            software_version: "0.1.0".into(),
+            bundle_version: Some(v()),
+        })
+        .unwrap();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..5_000 {
+            let mut f = good.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let i = (next() as usize) % f.len();
+                f[i] = next() as u8;
+            }
+            let cut = (next() as usize) % (f.len() + 1);
+            let _ = decode_frame(&f[..cut]);
+            let _ = decode_frame(&f);
+        }
+    }
 }

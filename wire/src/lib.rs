@@ -16,10 +16,17 @@
 //! **Transport.** QUIC (quinn 0.11, rustls with the ring provider, TLS 1.3), ALPN
 //! `edgeward-ctl/1` ([`protocol::ALPN`]). The control plane presents its SVID; the node should
 //! check the chain against its trust bundle and the URI SAN against the control plane's
-//! configured SPIFFE ID. The node **must** present its own SVID (leaf first, then its site CA):
-//! the control plane verifies the chain against its trust bundle (rustls
-//! `WebPkiClientVerifier`), then requires exactly one URI SAN that is a valid SPIFFE ID in the
-//! bundle's trust domain. Any other certificate is refused during the handshake.
+//! configured SPIFFE ID (a verifier of its own: the SVID need not carry the DNS name the node
+//! dials, though `edgeward cert issue --dns` can add one for a plain WebPKI check). The node
+//! **must** present its own SVID (leaf first, then its site CA): the control plane verifies
+//! the chain against its trust bundle (rustls `WebPkiClientVerifier`), then requires exactly
+//! one URI SAN that is a valid SPIFFE ID in the bundle's trust domain. Any other certificate
+//! is refused during the handshake.
+//!
+//! **Frames.** Each message is a 4-byte big-endian body length, then the JSON body
+//! `{"version":1,"msg":{"type":"<Message variant>", ...fields}}`; binary fields (the OTLP
+//! payload) are standard base64 strings. For example
+//! `{"version":1,"msg":{"type":"TelemetryAck","seq":7}}`.
 //!
 //! **One stream.** After the handshake the node opens **one** bidirectional stream and sends
 //! [`Message::Register`] on it within 10 s ([`protocol::REGISTER_TIMEOUT`]), else the
@@ -33,7 +40,9 @@
 //! **Bundles.** Right after `Register`, if the node's published bundle version differs from
 //! `Register.bundle_version` (or that is `None`), the control plane sends [`Message::Bundle`].
 //! Whenever a new revision is published it pushes the new `Bundle` to each connected node
-//! whose bundle content changed. The node checks `node_id`, [`Bundle::verify_hash`] and
+//! whose bundle content changed; a node whose content did not change keeps its bundle version
+//! (with the older commit) and is sent nothing. `Register.site`, `zone` and `region` are
+//! informational: the fleet shows the desired state's locality. The node checks `node_id`, [`Bundle::verify_hash`] and
 //! [`Bundle::check_paths`], applies it, and answers [`Message::BundleAck`] with the bundle's
 //! version and `Applied` or `Refused { reason }`. The control plane records either.
 //!

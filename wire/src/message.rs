@@ -45,7 +45,9 @@ pub enum Message {
         /// Batches dropped on the node (queue full) since the previous batch was queued.
         dropped_before: u64,
     },
-    /// Control plane → node: every batch up to and including `seq` is stored.
+    /// Control plane → node: the batch `seq` is stored (now, or before: a resent batch is
+    /// acked again and not counted twice). Batches are stored in `seq` order per node, so a
+    /// batch at or below the highest stored `seq` counts as stored.
     TelemetryAck { seq: u64 },
     /// Either way, to keep the link and the fleet's "last contact" fresh.
     Heartbeat { at_unix: i64 },

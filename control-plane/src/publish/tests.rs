@@ -50,14 +50,18 @@ fn bundles_carry_the_commit_and_a_hash_that_verifies() {
 }
 
 #[test]
-fn only_nodes_whose_content_changed_are_pushed() {
+fn unchanged_nodes_keep_their_bundle_version() {
     let old = build(desired("c1", vec![node("a", "x"), node("b", "y")]), 10);
-    let new = build(
+    let mut new = build(
         desired("c2", vec![node("a", "x"), node("b", "z"), node("c", "x")]),
         20,
     );
-    assert_eq!(changed_nodes(Some(&old), &new), vec!["b", "c"]);
-    assert_eq!(changed_nodes(None, &new).len(), 3);
+    assert_eq!(carry_over(Some(&old), &mut new), vec!["b", "c"]);
+    assert_eq!(new.nodes["a"].bundle.version.commit, "c1");
+    assert_eq!(new.nodes["b"].bundle.version.commit, "c2");
+    assert_eq!(new.revision, "c2");
+    let mut fresh = build(desired("c2", vec![node("a", "x")]), 20);
+    assert_eq!(carry_over(None, &mut fresh), vec!["a"]);
 }
 
 #[test]

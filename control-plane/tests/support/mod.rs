@@ -35,6 +35,13 @@ impl Fleet {
     /// The example fleet (with the test root as trust material), committed, and the control
     /// plane started on it.
     pub async fn start() -> Fleet {
+        let mut fleet = Fleet::prepare();
+        fleet.launch("").await;
+        fleet
+    }
+
+    /// The PKI and the repository, without a control plane yet.
+    pub fn prepare() -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::new(&dir.path().join("pki"));
         let repo = dir.path().join("fleet");
@@ -43,29 +50,32 @@ impl Fleet {
         std::fs::copy(pki.bundle(), repo.join("shared/trust/acme.example.pem")).expect("trust");
         git(&repo, &["init", "-q", "-b", "main"]);
         commit_all(&repo, "the example fleet");
-
-        let (cert, key) = pki.issue("cp", CP_ID);
-        let config_text = format!(
-            "[source]\ngit = \"{}\"\nref = \"main\"\npoll_interval = \"1h\"\n\
-             [listen]\nquic = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n\
-             [identity]\ncert = \"{}\"\nkey = \"{}\"\nbundle = \"{}\"\n\
-             [store]\nsqlite = \"{}\"\n",
-            repo.display(),
-            cert.display(),
-            key.display(),
-            pki.bundle().display(),
-            dir.path().join("cp.db").display()
-        );
-        let file = dir.path().join("cp.toml");
-        std::fs::write(&file, &config_text).expect("config");
-        let config = Config::load(&file).expect("config is valid");
-        let cp = run::start(&config).await.expect("control plane starts");
         Fleet {
             dir,
             pki,
             repo,
-            cp: Some(cp),
+            cp: None,
         }
+    }
+
+    /// Starts the control plane; `identity_extra` is added to its `[identity]` table.
+    pub async fn launch(&mut self, identity_extra: &str) {
+        let (cert, key) = self.pki.issue("cp", CP_ID);
+        let config_text = format!(
+            "[source]\ngit = \"{}\"\nref = \"main\"\npoll_interval = \"1h\"\n\
+             [listen]\nquic = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n\
+             [identity]\ncert = \"{}\"\nkey = \"{}\"\nbundle = \"{}\"\n{identity_extra}\n\
+             [store]\nsqlite = \"{}\"\n",
+            self.repo.display(),
+            cert.display(),
+            key.display(),
+            self.pki.bundle().display(),
+            self.dir.path().join("cp.db").display()
+        );
+        let file = self.dir.path().join("cp.toml");
+        std::fs::write(&file, &config_text).expect("config");
+        let config = Config::load(&file).expect("config is valid");
+        self.cp = Some(run::start(&config).await.expect("control plane starts"));
     }
 
     pub fn cp(&self) -> &Running {
@@ -88,7 +98,12 @@ impl Fleet {
         id: &str,
     ) -> Result<quinn::Connection, String> {
         let (cert, key) = pki.issue(name, id);
-        connect(self.cp().quic, &self.pki.bundle(), &cert, &key).await
+        self.connect_with(&cert, &key).await
+    }
+
+    /// Connects as a node with the certificate and key files given.
+    pub async fn connect_with(&self, cert: &Path, key: &Path) -> Result<quinn::Connection, String> {
+        connect(self.cp().quic, &self.pki.bundle(), cert, key).await
     }
 }
 
@@ -170,9 +185,9 @@ impl Session {
 
 /// The application close code and reason of a connection the server closed.
 pub async fn closed(conn: &quinn::Connection) -> (u32, String) {
-    let e = tokio::time::timeout(Duration::from_secs(15), conn.closed())
+    let e = tokio::time::timeout(Duration::from_secs(45), conn.closed())
         .await
-        .expect("closed within 15 s");
+        .expect("closed within 45 s");
     match e {
         quinn::ConnectionError::ApplicationClosed(c) => (
             u32::try_from(c.error_code.into_inner()).expect("code"),
