@@ -20,8 +20,8 @@ use serde::Serialize;
 
 pub use sections::DEFAULT_ADMIN_ADDRESS;
 pub use types::{
-    Admin, Authz, BalanceKind, ClusterConfig, EndpointConfig, HealthCheck, Identity, Limits,
-    Listener, ListenerKind, Locality, Mode, Name, Node, Outlier, Route, TrustDomainConfig,
+    Admin, Authz, BalanceKind, ClusterConfig, ControlPlane, EndpointConfig, HealthCheck, Identity,
+    Limits, Listener, ListenerKind, Locality, Mode, Name, Node, Outlier, Route, TrustDomainConfig,
     UpstreamAddress, UpstreamHost, UpstreamTransport, MAX_NAME_LEN,
 };
 
@@ -48,6 +48,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[[clusters]]`, in file order.
     pub clusters: Vec<ClusterConfig>,
+    /// `[control_plane]`, when the node is managed by one.
+    pub control_plane: Option<ControlPlane>,
 }
 
 /// One problem in a config file.
@@ -192,6 +194,10 @@ fn validate(raw: &raw::RawConfig, origin: &Path) -> Result<Config, ConfigErrors>
     let admin = sections::admin(&mut cx, raw.admin.as_ref());
     let limits = sections::limits(&mut cx, &raw.limits);
     let authz = sections::authz(&mut cx, raw.authz.as_ref());
+    let control_plane = raw.control_plane.as_ref().map(|c| {
+        let has_data_dir = raw.node.as_ref().is_some_and(|n| n.data_dir.is_some());
+        sections::control_plane(&mut cx, c, has_data_dir)
+    });
 
     // Routes and clusters.
     let routes: Vec<_> = raw
@@ -239,6 +245,7 @@ fn validate(raw: &raw::RawConfig, origin: &Path) -> Result<Config, ConfigErrors>
         authz,
         routes: routes.into_iter().map(|(_, r)| r).collect(),
         clusters: clusters.into_iter().map(|(_, c)| c).collect(),
+        control_plane: control_plane.flatten(),
     })
 }
 

@@ -86,6 +86,9 @@ pub struct Metrics {
     pub connections_open: Family<ListenerLabels, Gauge>,
     pub connections_refused: Family<ListenerLabels, Counter>,
     pub header_timeouts: Family<ListenerLabels, Counter>,
+    pub control_connected: Gauge,
+    pub telemetry_queued: Gauge,
+    pub telemetry_dropped: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -114,6 +117,24 @@ impl Default for Metrics {
         let connections_open = Family::<ListenerLabels, Gauge>::default();
         let connections_refused = Family::<ListenerLabels, Counter>::default();
         let header_timeouts = Family::<ListenerLabels, Counter>::default();
+        let control_connected = Gauge::default();
+        let telemetry_queued = Gauge::default();
+        let telemetry_dropped = Gauge::default();
+        registry.register(
+            "control_plane_connected",
+            "1 while the node is connected to its control plane",
+            control_connected.clone(),
+        );
+        registry.register(
+            "telemetry_queued_batches",
+            "Telemetry batches on disk waiting for the control plane's acknowledgement",
+            telemetry_queued.clone(),
+        );
+        registry.register(
+            "telemetry_dropped_batches",
+            "Telemetry batches dropped because the on-disk queue was full",
+            telemetry_dropped.clone(),
+        );
         registry.register(
             "requests",
             "Requests by route, decision, status class and tier",
@@ -196,6 +217,9 @@ impl Default for Metrics {
             connections_open,
             connections_refused,
             header_timeouts,
+            control_connected,
+            telemetry_queued,
+            telemetry_dropped,
         }
     }
 }

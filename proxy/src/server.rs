@@ -18,6 +18,7 @@ use pingora::services::listening::Service;
 use crate::admin::Admin;
 use crate::authz::{Authorizer, PolicyStore};
 use crate::config::{Config, ListenerKind};
+use crate::control::ControlService;
 use crate::health::HealthChecker;
 use crate::identity::serving::Resolver;
 use crate::identity::{
@@ -44,6 +45,8 @@ pub enum StartError {
     Policies(#[from] crate::authz::AuthzLoadError),
     #[error("{0}")]
     Identity(#[from] crate::identity::IdentityError),
+    #[error("{0}")]
+    Boot(#[from] crate::control::boot::BootError),
     #[error("{0}")]
     Other(String),
 }
@@ -114,13 +117,22 @@ pub fn load(config_path: &Path) -> Result<Loaded, StartError> {
         metrics: Metrics::default(),
         pins: UpstreamPins::default(),
         started: Instant::now(),
+        telemetry: Default::default(),
     });
     Ok(Loaded { shared, warnings })
 }
 
 /// Starts serving; returns only on a startup failure.
 pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
-    let loaded = load(config_path)?;
+    // The last-known-good bundle when the node has one, else the local file.
+    let boot = crate::control::boot::choose(config_path)?;
+    if let Some(reason) = &boot.lkg_refused {
+        tracing::error!("{reason}: not used; starting from the local config");
+    }
+    if boot.serve != config_path {
+        tracing::info!(config = %boot.serve.display(), "starting from the last-known-good bundle");
+    }
+    let loaded = load(&boot.serve)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -139,9 +151,15 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
             .map_err(|e| StartError::Other(format!("cannot listen on {addr}: {e}")))?;
     }
 
+    // With a control plane, the grace period lets the last telemetry window reach the disk.
+    let grace = if boot.local.control_plane.is_some() {
+        1
+    } else {
+        0
+    };
     let mut conf = ServerConf {
         threads: threads.max(1),
-        grace_period_seconds: Some(0),
+        grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(2),
         ..ServerConf::default()
     };
@@ -228,6 +246,11 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
             interval,
         },
     ));
+
+    if boot.local.control_plane.is_some() {
+        let control = ControlService::new(shared.clone(), boot.local).map_err(StartError::Other)?;
+        server.add_service(background_service("control", control));
+    }
 
     tracing::info!(node = %config.node.id.as_str(), site = %config.node.locality.site.as_str(), "edgeward proxy started");
     server.run_forever()

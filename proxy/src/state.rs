@@ -108,6 +108,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub pins: UpstreamPins,
     pub started: Instant,
+    /// The telemetry window being filled (sent when a control plane is configured).
+    pub telemetry: crate::telemetry::Aggregator,
 }
 
 impl Shared {

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use pki::Pki;
+#[allow(unused_imports)]
 pub use procs::{Proxy, Upstream};
 
 /// The repository root.

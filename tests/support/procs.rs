@@ -196,6 +196,17 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Stops the proxy with SIGTERM (a graceful stop) and waits for it to exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();

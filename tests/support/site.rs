@@ -42,16 +42,27 @@ impl Site {
     /// Starts a site with `policies`; `prepare` runs after the PKI exists, before the proxy
     /// starts (to revoke a certificate, for example).
     pub fn start_with(policies: &str, prepare: impl FnOnce(&Pki)) -> Self {
-        Self::start_full(policies, prepare, "")
+        Self::start_full(policies, prepare, "", "")
     }
 
     /// Starts a site with the default policies and `extra` TOML appended to its config (more
     /// listeners, a `[limits]` table).
     pub fn start_extra(extra: &str) -> Self {
-        Self::start_full(POLICIES, |_| {}, extra)
+        Self::start_full(POLICIES, |_| {}, "", extra)
     }
 
-    fn start_full(policies: &str, prepare: impl FnOnce(&Pki), extra: &str) -> Self {
+    /// Starts a site whose proxy config has `node_extra` in its `[node]` table (a data
+    /// folder) and `extra` appended (a `[control_plane]`).
+    pub fn start_managed(node_extra: &str, extra: &str) -> Self {
+        Self::start_full(POLICIES, |_| {}, node_extra, extra)
+    }
+
+    fn start_full(
+        policies: &str,
+        prepare: impl FnOnce(&Pki),
+        node_extra: &str,
+        extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let pki = Pki::new(&d.join("pki"));
@@ -98,7 +109,9 @@ impl Site {
                 admin,
                 local.port,
                 cloud.port,
-            ) + extra,
+            )
+            .replacen("[identity]", &format!("{node_extra}\n[identity]"), 1)
+                + extra,
         )
         .expect("config");
         let proxy = Proxy::start(&config, admin);

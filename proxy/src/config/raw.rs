@@ -21,6 +21,17 @@ pub(super) struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub clusters: Vec<RawCluster>,
+    pub control_plane: Option<RawControlPlane>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControlPlane {
+    pub address: Option<String>,
+    pub spiffe_id: Option<String>,
+    pub server_name: Option<String>,
+    pub telemetry_interval: Option<String>,
+    pub telemetry_queue_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

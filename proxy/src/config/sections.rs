@@ -1,17 +1,19 @@
 //! Validation of the node-level sections: `[node]`, `[identity]`, `[[trust_domains]]`,
-//! `[[listeners]]`, `[admin]`, `[limits]` and `[authz]`.
+//! `[[listeners]]`, `[admin]`, `[limits]`, `[authz]` and `[control_plane]`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use edgeward_certs::TrustDomain;
+use edgeward_certs::{SpiffeId, TrustDomain};
 
 use super::context::Ctx;
 use super::raw::{
-    RawAdmin, RawAuthz, RawIdentity, RawLimits, RawListener, RawNode, RawTrustDomain,
+    RawAdmin, RawAuthz, RawControlPlane, RawIdentity, RawLimits, RawListener, RawNode,
+    RawTrustDomain,
 };
 use super::types::{
-    Admin, Authz, Identity, Limits, Listener, ListenerKind, Locality, Node, TrustDomainConfig,
+    Admin, Authz, ControlPlane, Identity, Limits, Listener, ListenerKind, Locality, Node,
+    TrustDomainConfig,
 };
 
 /// The admin address when none is configured.
@@ -177,6 +179,66 @@ pub(super) fn limits(cx: &mut Ctx<'_>, raw: &RawLimits) -> Option<Limits> {
         h2_max_concurrent_streams: streams?,
         h2_max_header_list_bytes: header_list?,
         max_body_bytes: max_body_bytes?,
+    })
+}
+
+pub(super) fn control_plane(
+    cx: &mut Ctx<'_>,
+    raw: &RawControlPlane,
+    has_data_dir: bool,
+) -> Option<ControlPlane> {
+    if !has_data_dir {
+        cx.error(
+            "node.data_dir",
+            "is required with `[control_plane]`: the folder where the node keeps its last-known-good bundle and telemetry queue",
+        );
+    }
+    let address = socket_address(cx, "control_plane.address", raw.address.as_deref());
+    let spiffe_id = match cx.required("control_plane.spiffe_id", raw.spiffe_id.as_deref()) {
+        None => None,
+        Some(s) => match SpiffeId::parse(s) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                cx.error(
+                    "control_plane.spiffe_id",
+                    format!(
+                        "expected the control plane's SPIFFE ID such as `spiffe://acme.example/control-plane`: `{}` {e}",
+                        s.escape_default()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let server_name = raw
+        .server_name
+        .clone()
+        .unwrap_or_else(|| "localhost".into());
+    if rustls_pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+        cx.error(
+            "control_plane.server_name",
+            format!(
+                "expected a DNS name or IP address such as `cp.acme.example`, found `{}`",
+                server_name.escape_default()
+            ),
+        );
+    }
+    let interval = cx.duration(
+        "control_plane.telemetry_interval",
+        raw.telemetry_interval.as_deref(),
+        Duration::from_secs(10),
+    );
+    let queue = cx.count_u64(
+        "control_plane.telemetry_queue_bytes",
+        raw.telemetry_queue_bytes,
+        64 * 1024 * 1024,
+    );
+    Some(ControlPlane {
+        address: address?,
+        spiffe_id: spiffe_id?,
+        server_name,
+        telemetry_interval: interval?,
+        telemetry_queue_bytes: queue?,
     })
 }
 

@@ -162,6 +162,23 @@ pub struct Authz {
     pub context_headers: Vec<String>,
 }
 
+/// `[control_plane]`: where the node gets its bundles and sends its telemetry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlPlane {
+    /// The control plane's QUIC address.
+    pub address: SocketAddr,
+    /// The SPIFFE ID the control plane's certificate must carry.
+    #[serde(serialize_with = "ser_display")]
+    pub spiffe_id: SpiffeId,
+    /// The TLS server name sent (SNI); the certificate is checked by SPIFFE ID, not by name.
+    pub server_name: String,
+    /// How often telemetry is aggregated into one batch.
+    #[serde(serialize_with = "ser_duration")]
+    pub telemetry_interval: Duration,
+    /// The most bytes of unsent telemetry kept on disk; the oldest batches go first.
+    pub telemetry_queue_bytes: NonZeroU64,
+}
+
 /// Whether a route's authorization decision is enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

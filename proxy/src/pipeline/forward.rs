@@ -53,6 +53,13 @@ pub fn pick_peer(p: &Pipeline, _session: &Session, ctx: &mut RequestCtx) -> Resu
                 to: change.to.as_str().to_owned(),
             })
             .inc();
+        p.shared
+            .telemetry
+            .record_failover(crate::telemetry::FailoverKey {
+                cluster: cluster_name.to_owned(),
+                from: change.from.as_str().to_owned(),
+                to: change.to.as_str().to_owned(),
+            });
     }
     let id = pick.endpoint;
     ctx.endpoint = Some(id);

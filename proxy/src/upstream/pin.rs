@@ -79,11 +79,12 @@ impl Probe<'_> {
     /// Connects, handshakes with a verifier that insists on `expected`, and returns the hash
     /// of the leaf the upstream presented.
     async fn run(&self, expected: &SpiffeId) -> Result<(Vec<u8>, SpiffeId), String> {
-        let verifier = Arc::new(IdVerifier {
-            roots: self.roots.clone(),
-            expected: expected.clone(),
-            provider: self.provider.clone(),
-        });
+        let verifier = Arc::new(IdVerifier::new(
+            "upstream",
+            self.roots.clone(),
+            expected.clone(),
+            self.provider.clone(),
+        ));
         let certs: Vec<CertificateDer<'static>> = self
             .node
             .chain
@@ -125,12 +126,31 @@ impl Probe<'_> {
     }
 }
 
-/// Verifies an upstream's chain to its trust domain's roots and that its SPIFFE ID is the one
-/// configured. Host names play no part: the SPIFFE ID is the identity.
-struct IdVerifier {
+/// Verifies a server's chain to its trust domain's roots and that its SPIFFE ID is the one
+/// configured (an mTLS upstream, the control plane). Host names play no part: the SPIFFE ID is
+/// the identity.
+pub struct IdVerifier {
+    /// What the server is, for errors: `upstream`, `control plane`.
+    role: &'static str,
     roots: Vec<CertificateDer<'static>>,
     expected: SpiffeId,
     provider: Arc<CryptoProvider>,
+}
+
+impl IdVerifier {
+    pub fn new(
+        role: &'static str,
+        roots: Vec<CertificateDer<'static>>,
+        expected: SpiffeId,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Self {
+            role,
+            roots,
+            expected,
+            provider,
+        }
+    }
 }
 
 impl std::fmt::Debug for IdVerifier {
@@ -150,12 +170,12 @@ impl ServerCertVerifier for IdVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let fail = |m: String| rustls::Error::General(m);
         let view = CertView::parse(end_entity).map_err(|e| fail(e.to_string()))?;
-        let id =
-            profile::check_leaf(&view).map_err(|e| fail(format!("upstream certificate {e}")))?;
+        let id = profile::check_leaf(&view)
+            .map_err(|e| fail(format!("{} certificate {e}", self.role)))?;
         if id != self.expected {
             return Err(fail(format!(
-                "upstream presented `{id}`, expected `{}`",
-                self.expected
+                "{} presented `{id}`, expected `{}`",
+                self.role, self.expected
             )));
         }
         let anchors = self
@@ -174,7 +194,7 @@ impl ServerCertVerifier for IdVerifier {
             None,
             None,
         )
-        .map_err(|e| fail(format!("upstream chain: {e:?}")))?;
+        .map_err(|e| fail(format!("{} chain: {e:?}", self.role)))?;
         Ok(ServerCertVerified::assertion())
     }
 
