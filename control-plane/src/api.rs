@@ -4,8 +4,9 @@
 //! - `GET /`: the fleet page (one HTML file, inline CSS and JS, reading the API below).
 //! - `GET /api/fleet`: the published revision and each site with its nodes.
 //! - `GET /api/nodes`, `GET /api/nodes/{id}` (with its recent events).
-//! - `GET /api/revisions`: the published revision, the last refused one with its problems, and
-//!   the last source error.
+//! - `GET /api/revisions`: the published revision (the one kept in the store, after a restart
+//!   whose first sync refused the source's), the last refused one with its problems, and the
+//!   last source error.
 //! - `GET /api/telemetry?node=&since=`: points, oldest first (all nodes summed without `node`;
 //!   `since` in Unix seconds, default one hour ago).
 //! - `GET /api/events?node=&limit=`: newest first.

@@ -4,6 +4,10 @@
 //!
 //! The decision ([`plan`], [`build`], [`carry_over`]) is pure; [`Publisher`] wraps it with
 //! the source, the store and the atomic swap the channel reads from.
+//!
+//! The published set is also kept in the store (in the transaction that records a new
+//! revision), and [`Publisher::restore`] loads it at start: a control plane restarted while
+//! the source's newest revision is invalid keeps serving the last good bundles.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -11,28 +15,29 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 use edgeward_certs::TrustDomain;
 use edgeward_wire::{Bundle, BundleVersion};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::config::SourceKind;
 use crate::render::{self, Desired, Problem, RenderedNode};
 use crate::source::{self, Snapshot};
-use crate::store::Store;
+use crate::store::{DesiredNode, Store};
 use crate::validate;
 
 /// One node of a published revision.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedNode {
     pub node_id: String,
     pub spiffe_id: String,
     pub site: String,
     pub zone: String,
     pub region: String,
+    #[serde(with = "arc_bundle")]
     pub bundle: Arc<Bundle>,
 }
 
-/// The bundles in force.
-#[derive(Debug, Clone)]
+/// The bundles in force (kept in the store as JSON of this).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     pub revision: String,
     /// When it was published (Unix seconds).
@@ -173,6 +178,36 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Loads the published set kept in the store, if any, as the bundles in force: call it
+    /// before the first sync and before nodes can connect. A kept set that cannot be read
+    /// (or whose bundles do not verify) is logged, naming the store file, and nothing is
+    /// published. Returns the restored revision.
+    pub fn restore(&self) -> Option<String> {
+        let loaded = self
+            .store
+            .load_published::<Published>()
+            .map_err(|e| e.to_string())
+            .and_then(|p| match p {
+                Some(p) => check_restored(&p).map(|()| Some(p)),
+                None => Ok(None),
+            });
+        match loaded {
+            Ok(Some(p)) => {
+                let revision = p.revision.clone();
+                tracing::info!(revision = %revision, nodes = p.nodes.len(), "restored the last published revision from the store");
+                let p = Arc::new(p);
+                self.current.store(Some(p.clone()));
+                self.notify.send_replace(Some(p));
+                Some(revision)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(store = %self.store.path(), error = %e, "cannot read the published revision kept in the store; starting with nothing published");
+                None
+            }
+        }
+    }
+
     /// A publisher with nothing published yet.
     pub fn new(source: SourceKind, td: TrustDomain, store: Arc<Store>) -> Self {
         Self {
@@ -288,24 +323,54 @@ impl Publisher {
     }
 
     fn record_desired(&self, p: &Published, now: i64) {
-        let result = (|| {
-            for n in p.nodes.values() {
-                let v = &n.bundle.version;
-                self.store.upsert_desired(
-                    &n.node_id,
-                    &n.spiffe_id,
-                    (&n.site, &n.zone, &n.region),
-                    (&v.commit, &v.hash),
-                )?;
-            }
-            let keep: Vec<&str> = p.nodes.keys().map(String::as_str).collect();
-            self.store.remove_absent(&keep)?;
-            let message = format!("published revision {}", crate::store::short(&p.revision));
-            self.store.event(now, None, "revision-published", &message)
-        })();
-        if let Err(e) = result {
+        let nodes: Vec<DesiredNode<'_>> = p
+            .nodes
+            .values()
+            .map(|n| DesiredNode {
+                id: &n.node_id,
+                spiffe_id: &n.spiffe_id,
+                site: &n.site,
+                zone: &n.zone,
+                region: &n.region,
+                commit: &n.bundle.version.commit,
+                hash: &n.bundle.version.hash,
+            })
+            .collect();
+        if let Err(e) = self.store.record_published(&p.revision, now, p, &nodes) {
             tracing::error!(error = %e, "cannot record the published revision in the store");
         }
+    }
+}
+
+/// A published set read back from the store must be what was kept: every bundle under its
+/// node's id, with a hash that verifies.
+fn check_restored(p: &Published) -> Result<(), String> {
+    for (id, n) in &p.nodes {
+        if n.node_id != *id || n.bundle.node_id != *id {
+            return Err(format!(
+                "the bundle kept for node `{id}` names another node"
+            ));
+        }
+        n.bundle
+            .verify_hash()
+            .map_err(|e| format!("the bundle kept for node `{id}`: {e}"))?;
+    }
+    Ok(())
+}
+
+/// (De)serializes an `Arc<Bundle>` as the bundle (serde's `rc` feature is not enabled).
+mod arc_bundle {
+    use std::sync::Arc;
+
+    use edgeward_wire::Bundle;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Arc<Bundle>, s: S) -> Result<S::Ok, S::Error> {
+        b.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Bundle>, D::Error> {
+        Bundle::deserialize(d).map(Arc::new)
     }
 }
 

@@ -42,7 +42,8 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Opens the store, loads the identity, publishes the current revision, and starts serving.
+/// Opens the store, loads the identity, restores the last published revision kept in the store,
+/// publishes the current revision if it is new and valid, and starts serving.
 pub async fn start(config: &Config) -> Result<Running, RunError> {
     // The store.
     if let Some(dir) = config
@@ -62,13 +63,18 @@ pub async fn start(config: &Config) -> Result<Running, RunError> {
         .map_err(|e| RunError::Input(format!("{}: {e}", config.file.display())))?;
     tracing::info!(trust_domain = %identity.trust_domain, "control plane identity loaded");
 
-    // The first revision, before any node can connect.
+    // The last good revision kept in the store, then the first sync, before any node can
+    // connect: a source whose newest revision is invalid leaves the kept one published.
     let metrics = Arc::new(Metrics::default());
     let publisher = Arc::new(Publisher::new(
         config.source.kind.clone(),
         identity.trust_domain.clone(),
         store.clone(),
     ));
+    let p = publisher.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || p.restore()).await {
+        tracing::error!(error = %e, "restoring the published revision failed");
+    }
     let first = api::sync_now(&publisher, &metrics).await;
     tracing::info!(outcome = ?first, "first sync of the desired state");
 

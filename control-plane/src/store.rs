@@ -2,7 +2,9 @@
 //!
 //! It holds the nodes and their status (online flag, last contact, connected or offline since,
 //! the certificate's expiry seen at the handshake), desired and applied bundle versions, bundle
-//! refusals, events, and telemetry series (see [`telemetry`]). All times are Unix seconds.
+//! refusals, events, telemetry series (see [`telemetry`]), and the published set: the last good
+//! revision with its rendered bundles, so that it stays published across a restart. All times
+//! are Unix seconds.
 //!
 //! Calls are short, synchronous and serialized by one mutex around the connection; the async
 //! callers accept that small blocking (the store is not on any request path).
@@ -13,6 +15,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// A store operation that failed.
@@ -53,6 +56,18 @@ pub struct NodeRow {
     pub cert_not_after: Option<i64>,
 }
 
+/// The desired state's view of one node, as [`Store::record_published`] writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DesiredNode<'a> {
+    pub id: &'a str,
+    pub spiffe_id: &'a str,
+    pub site: &'a str,
+    pub zone: &'a str,
+    pub region: &'a str,
+    pub commit: &'a str,
+    pub hash: &'a str,
+}
+
 /// One event of the fleet's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
@@ -89,6 +104,10 @@ CREATE TABLE IF NOT EXISTS events (
     at INTEGER NOT NULL, node TEXT, kind TEXT NOT NULL, message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_at ON events (at);
+CREATE TABLE IF NOT EXISTS published (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    revision TEXT NOT NULL, bundles_json TEXT NOT NULL, at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS telemetry (
     node TEXT NOT NULL, at INTEGER NOT NULL, width INTEGER NOT NULL,
     requests INTEGER NOT NULL, denies INTEGER NOT NULL, on_site INTEGER NOT NULL,
@@ -135,6 +154,11 @@ impl Store {
         }
     }
 
+    /// The path of the store file (`:memory:` for a store in memory).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Sets the desired state's view of a node (from a published revision).
     pub fn upsert_desired(
         &self,
@@ -143,17 +167,62 @@ impl Store {
         (site, zone, region): (&str, &str, &str),
         (commit, hash): (&str, &str),
     ) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT INTO nodes (id, spiffe_id, site, zone, region, desired_commit, desired_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET spiffe_id = ?2, site = ?3, zone = ?4,
-                   region = ?5, desired_commit = ?6, desired_hash = ?7,
-                   refusal = CASE WHEN desired_hash = ?7 THEN refusal ELSE NULL END",
-                params![id, spiffe_id, site, zone, region, commit, hash],
-            )
+        let node = DesiredNode {
+            id,
+            spiffe_id,
+            site,
+            zone,
+            region,
+            commit,
+            hash,
+        };
+        upsert_desired(&self.conn(), &node).map_err(|e| self.err(e))
+    }
+
+    /// Records a newly published revision in one transaction: the desired view of its nodes
+    /// (forgetting offline nodes it no longer has), the published set itself (`set`, kept as
+    /// JSON: the last good revision, replacing the previous one, and what [`Self::load_published`]
+    /// returns) and a `revision-published` event.
+    pub fn record_published<T: Serialize>(
+        &self,
+        revision: &str,
+        at: i64,
+        set: &T,
+        nodes: &[DesiredNode<'_>],
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(set).map_err(|e| self.err(json_error(e)))?;
+        let mut conn = self.conn();
+        let result = (|| {
+            let tx = conn.transaction()?;
+            for n in nodes {
+                upsert_desired(&tx, n)?;
+            }
+            let keep: Vec<&str> = nodes.iter().map(|n| n.id).collect();
+            remove_absent(&tx, &keep)?;
+            tx.execute(
+                "INSERT INTO published (id, revision, bundles_json, at) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET revision = ?1, bundles_json = ?2, at = ?3",
+                params![revision, json, at],
+            )?;
+            let message = format!("published revision {}", short(revision));
+            insert_event(&tx, at, None, "revision-published", &message)?;
+            tx.commit()
+        })();
+        result.map_err(|e| self.err(e))
+    }
+
+    /// The published set [`Self::record_published`] kept last, if any. A stored set that does
+    /// not read back as a `T` is an error (naming the store file).
+    pub fn load_published<T: DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
+        let json: Option<String> = self
+            .conn()
+            .query_row("SELECT bundles_json FROM published WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
             .map_err(|e| self.err(e))?;
-        Ok(())
+        json.map(|j| serde_json::from_str(&j).map_err(|e| self.err(json_error(e))))
+            .transpose()
     }
 
     /// A node connected and registered.
@@ -263,13 +332,7 @@ impl Store {
         kind: &str,
         message: &str,
     ) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT INTO events (at, node, kind, message) VALUES (?1, ?2, ?3, ?4)",
-                params![at, node, kind, message],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        insert_event(&self.conn(), at, node, kind, message).map_err(|e| self.err(e))
     }
 
     /// The most recent events, newest first.
@@ -324,14 +387,7 @@ impl Store {
 
     /// Forgets nodes that are no longer in the desired state and are offline.
     pub fn remove_absent(&self, keep: &[&str]) -> Result<usize, StoreError> {
-        let list = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
-        self.conn()
-            .execute(
-                "DELETE FROM nodes WHERE online = 0
-                   AND id NOT IN (SELECT value FROM json_each(?1))",
-                [list],
-            )
-            .map_err(|e| self.err(e))
+        remove_absent(&self.conn(), keep).map_err(|e| self.err(e))
     }
 
     /// Deletes events and refusals older than `before`.
@@ -343,6 +399,54 @@ impl Store {
             .map_err(|e| self.err(e))?;
         Ok(())
     }
+}
+
+fn upsert_desired(conn: &Connection, n: &DesiredNode<'_>) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO nodes (id, spiffe_id, site, zone, region, desired_commit, desired_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET spiffe_id = ?2, site = ?3, zone = ?4,
+           region = ?5, desired_commit = ?6, desired_hash = ?7,
+           refusal = CASE WHEN desired_hash = ?7 THEN refusal ELSE NULL END",
+        params![
+            n.id,
+            n.spiffe_id,
+            n.site,
+            n.zone,
+            n.region,
+            n.commit,
+            n.hash
+        ],
+    )?;
+    Ok(())
+}
+
+fn remove_absent(conn: &Connection, keep: &[&str]) -> rusqlite::Result<usize> {
+    let list = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "DELETE FROM nodes WHERE online = 0
+           AND id NOT IN (SELECT value FROM json_each(?1))",
+        [list],
+    )
+}
+
+fn insert_event(
+    conn: &Connection,
+    at: i64,
+    node: Option<&str>,
+    kind: &str,
+    message: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO events (at, node, kind, message) VALUES (?1, ?2, ?3, ?4)",
+        params![at, node, kind, message],
+    )?;
+    Ok(())
+}
+
+/// The published set as JSON that does not (de)serialize, as a store error on its column.
+fn json_error(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
 
 fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {

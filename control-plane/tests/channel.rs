@@ -184,6 +184,65 @@ async fn an_invalid_commit_is_refused_and_a_valid_one_is_pushed() {
 }
 
 #[tokio::test]
+async fn the_last_good_bundles_stay_published_across_a_restart_with_a_broken_head() {
+    let mut fleet = Fleet::start().await;
+    let (s, first) = berlin(&fleet).await;
+
+    // HEAD becomes a policy that does not validate: refused, the first revision stays.
+    let bad = fleet.commit_file(
+        "sites/berlin/policies/broken.cedar",
+        "permit (principal is Edgeward::Robot, action, resource);\n",
+    );
+    let (_, body) = support::http(fleet.cp().api, "POST", "/api/sync").await;
+    assert!(body.contains("\"outcome\":\"refused\""), "{body}");
+
+    // The control plane restarts on the same store and repository, HEAD still broken.
+    fleet.cp.take().expect("running").stop().await;
+    drop(s);
+    fleet.launch("").await;
+    let publisher = &fleet.cp().publisher;
+    let published = publisher
+        .current()
+        .expect("the last good revision is published");
+    assert_eq!(published.revision, first.version.commit);
+    assert_eq!(
+        publisher.refused().expect("HEAD refused again").revision,
+        bad
+    );
+    let (_, revisions) = support::http(fleet.cp().api, "GET", "/api/revisions").await;
+    let revisions: serde_json::Value = serde_json::from_str(&revisions).expect("json");
+    assert_eq!(
+        revisions["published"]["revision"], first.version.commit,
+        "{revisions}"
+    );
+    assert_eq!(revisions["refused"]["revision"], bad, "{revisions}");
+
+    // The node is accepted and gets the same bundle.
+    let (_, again) = berlin(&fleet).await;
+    again.verify_hash().expect("hash");
+    assert_eq!(again, first);
+
+    // Registering with that bundle: accepted, nothing to send, the session serves.
+    let conn = fleet
+        .connect_as(&fleet.pki, "berlin", BERLIN_ID)
+        .await
+        .expect("handshake");
+    let mut s = Session::open(conn).await;
+    let mut register = register("berlin-gw-1", BERLIN_ID);
+    if let Message::Register { bundle_version, .. } = &mut register {
+        *bundle_version = Some(first.version.clone());
+    }
+    s.send(&register).await;
+    s.send(&Message::Telemetry {
+        seq: 1,
+        otlp: reference_batch(1_700_000_000, 10, &[("allow", "site", 1)], 0, None),
+        dropped_before: 0,
+    })
+    .await;
+    assert_eq!(s.recv().await, Message::TelemetryAck { seq: 1 });
+}
+
+#[tokio::test]
 async fn a_node_certificate_of_another_trust_domain_is_refused_at_the_handshake() {
     let fleet = Fleet::start().await;
     let other = Pki::for_domain(&fleet.dir.path().join("evil"), "evil.example");

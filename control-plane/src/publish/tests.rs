@@ -120,3 +120,33 @@ fn a_source_that_cannot_be_read_changes_nothing() {
         .contains("/nonexistent/fleet"));
     assert!(publisher.current().is_none());
 }
+
+#[test]
+fn a_published_set_kept_in_the_store_is_restored_and_an_unreadable_one_is_not() {
+    let store = Arc::new(Store::open(Path::new(":memory:")).expect("store"));
+    let td = TrustDomain::new("acme.example").expect("td");
+    let kind = SourceKind::Folder("/nonexistent/fleet".into());
+    let publisher = Publisher::new(kind.clone(), td.clone(), store.clone());
+    assert_eq!(publisher.restore(), None);
+    assert!(publisher.current().is_none());
+
+    // What a publish records is what a new publisher on the same store starts with.
+    let good = build(desired("c1", vec![node("a", "x")]), 10);
+    publisher.record_desired(&good, 10);
+    let restarted = Publisher::new(kind.clone(), td.clone(), store.clone());
+    assert_eq!(restarted.restore().as_deref(), Some("c1"));
+    assert_eq!(restarted.current().as_deref(), Some(&good));
+    assert_eq!(restarted.subscribe().borrow().as_deref(), Some(&good));
+
+    // A kept bundle that no longer verifies is not served: nothing is published.
+    let mut tampered = good.clone();
+    let mut bundle = (*tampered.nodes["a"].bundle).clone();
+    bundle
+        .files
+        .insert("policies/a.cedar".into(), "forbid".into());
+    tampered.nodes.get_mut("a").expect("a").bundle = Arc::new(bundle);
+    publisher.record_desired(&tampered, 20);
+    let restarted = Publisher::new(kind, td, store);
+    assert_eq!(restarted.restore(), None);
+    assert!(restarted.current().is_none());
+}

@@ -112,5 +112,104 @@ fn compaction_keeps_totals_and_drops_what_is_past_retention() {
     assert!(s.events(None, 10).expect("events").is_empty());
 }
 
+fn published(revision: &str, at: i64) -> crate::publish::Published {
+    use crate::publish::{Published, PublishedNode};
+    let mut bundle = edgeward_wire::Bundle {
+        node_id: "gw".into(),
+        version: edgeward_wire::BundleVersion {
+            commit: revision.into(),
+            hash: String::new(),
+        },
+        files: [("proxy.toml".to_owned(), "[proxy]\n".to_owned())].into(),
+    };
+    bundle.version.hash = bundle.content_hash();
+    let node = PublishedNode {
+        node_id: "gw".into(),
+        spiffe_id: "spiffe://td/gw".into(),
+        site: "berlin".into(),
+        zone: "z".into(),
+        region: "r".into(),
+        bundle: std::sync::Arc::new(bundle),
+    };
+    Published {
+        revision: revision.into(),
+        at,
+        sites: ["berlin".to_owned(), "paris".to_owned()].into(),
+        nodes: [("gw".to_owned(), node)].into(),
+    }
+}
+
+fn desired_nodes(p: &crate::publish::Published) -> Vec<DesiredNode<'_>> {
+    p.nodes
+        .values()
+        .map(|n| DesiredNode {
+            id: &n.node_id,
+            spiffe_id: &n.spiffe_id,
+            site: &n.site,
+            zone: &n.zone,
+            region: &n.region,
+            commit: &n.bundle.version.commit,
+            hash: &n.bundle.version.hash,
+        })
+        .collect()
+}
+
+#[test]
+fn the_published_set_is_saved_and_loaded_back_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cp.db");
+    let s = Store::open(&path).expect("open");
+    assert_eq!(
+        s.load_published::<crate::publish::Published>()
+            .expect("load"),
+        None
+    );
+
+    let first = published("c1", 10);
+    s.record_published("c1", 10, &first, &desired_nodes(&first))
+        .expect("record");
+    // A newer revision replaces the kept one.
+    let second = published("c2", 20);
+    s.record_published("c2", 20, &second, &desired_nodes(&second))
+        .expect("record");
+    let n = s.node("gw").expect("q").expect("row");
+    assert_eq!(n.desired_commit.as_deref(), Some("c2"));
+    assert_eq!(
+        s.events(None, 1).expect("events")[0].kind,
+        "revision-published"
+    );
+    drop(s);
+
+    let s = Store::open(&path).expect("reopen");
+    let loaded = s
+        .load_published::<crate::publish::Published>()
+        .expect("load")
+        .expect("kept");
+    assert_eq!(loaded, second);
+    loaded.nodes["gw"].bundle.verify_hash().expect("hash");
+    let revision: String = s
+        .conn()
+        .query_row("SELECT revision FROM published", [], |r| r.get(0))
+        .expect("row");
+    assert_eq!(revision, "c2");
+}
+
+#[test]
+fn an_unreadable_published_row_is_an_error_naming_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cp.db");
+    let s = Store::open(&path).expect("open");
+    s.conn()
+        .execute(
+            "INSERT INTO published (id, revision, bundles_json, at) VALUES (1, 'c1', '{\"nodes\":', 5)",
+            [],
+        )
+        .expect("insert");
+    let e = s
+        .load_published::<crate::publish::Published>()
+        .expect_err("unreadable");
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+}
+
 const FINE: i64 = super::telemetry::FINE_FOR;
 const COARSE: i64 = super::telemetry::COARSE_WIDTH;
