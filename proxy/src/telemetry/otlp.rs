@@ -23,7 +23,7 @@ pub fn encode(w: &Window, locality: &Locality) -> Vec<u8> {
 
 /// The OTLP request of one window.
 pub fn request(w: &Window, locality: &Locality) -> ExportMetricsServiceRequest {
-    let (start, end) = (w.start_ns, w.end_ns);
+    let (start, end) = (w.start_ns, reported_end(w.start_ns, w.end_ns));
     let point = |attrs: Vec<KeyValue>, n: u64| NumberDataPoint {
         attributes: attrs,
         start_time_unix_nano: start,
@@ -130,6 +130,14 @@ pub fn request(w: &Window, locality: &Locality) -> ExportMetricsServiceRequest {
     }
 }
 
+/// Collectors (ours included) keep intervals to the second: a window shorter than that (the
+/// last one before a shutdown) is reported as ending at the next whole second after its start,
+/// so that it covers at least one second and is not refused.
+fn reported_end(start_ns: u64, end_ns: u64) -> u64 {
+    const S: u64 = 1_000_000_000;
+    end_ns.max((start_ns / S + 1) * S)
+}
+
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
@@ -145,6 +153,14 @@ mod tests {
     use super::*;
     use crate::config::Name;
     use crate::telemetry::{Aggregator, RequestKey};
+
+    #[test]
+    fn a_short_window_still_covers_a_whole_second() {
+        const S: u64 = 1_000_000_000;
+        assert_eq!(reported_end(10 * S + 200, 10 * S + 700), 11 * S);
+        assert_eq!(reported_end(10 * S + 200, 12 * S + 5), 12 * S + 5);
+        assert_eq!(reported_end(10 * S, 10 * S), 11 * S);
+    }
 
     #[test]
     fn a_window_encodes_and_decodes_with_its_counts_and_no_client_data() {
