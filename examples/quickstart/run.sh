@@ -9,10 +9,12 @@
 #
 # It builds `edgeward` (debug; set EDGEWARD_BIN to use an existing binary), creates the trust
 # domain acme.example with the CLI (a root, a site CA for berlin, a regional CA for the cloud),
-# issues certificates for the proxy, a device, an operator and the cloud service, starts the
-# local plaintext service and the cloud HTTPS service (examples/quickstart/upstream.py) and the
-# proxy, then walks: mTLS + Cedar decisions, HTTP/1.1 and HTTP/2, failover to the cloud and
-# back. Every process it starts is stopped on exit, Ctrl-C or SIGTERM, and a temporary state
+# issues certificates for the proxy, a device, an operator, the cloud service and the control
+# plane, starts the local plaintext service and the cloud HTTPS service
+# (examples/quickstart/upstream.py), the control plane on a Git repository of the fleet's
+# desired state ($STATE/fleet, SQLite store) and the proxy, which takes its bundle from the
+# control plane; then walks: mTLS + Cedar decisions, HTTP/1.1 and HTTP/2, failover to the cloud
+# and back, and the node's telemetry on the fleet page. Every process it starts is stopped on exit, Ctrl-C or SIGTERM, and a temporary state
 # folder it created is removed (a --state-dir you gave is kept).
 set -euo pipefail
 
@@ -227,6 +229,7 @@ proxy_id=spiffe://$td/site/berlin/service/gateway
 device_id=spiffe://$td/site/berlin/device/sensor-1
 operator_id=spiffe://$td/site/berlin/operator/alice
 cloud_id=spiffe://$td/region/eu-central/service/api
+cp_id=spiffe://$td/control-plane
 
 pki=$state/pki
 bundle=$pki/root/ca.crt
@@ -245,11 +248,14 @@ quiet "$ew" cert issue "$device_id" --ca "$pki/berlin" --out "$pki/device" --for
 quiet "$ew" cert issue "$operator_id" --ca "$pki/berlin" --out "$pki/operator" --force
 quiet "$ew" cert issue "$cloud_id" --ca "$pki/eu-central" --out "$pki/cloud" \
   --dns localhost --ip 127.0.0.1 --force
+quiet "$ew" cert issue "$cp_id" --ca "$pki/root" --out "$pki/control-plane" \
+  --dns localhost --ip 127.0.0.1 --force
 quiet "$ew" ca crl --ca "$pki/berlin" --out "$pki/berlin.crl" --force
 info "proxy   $proxy_id"
 info "device  $device_id"
 info "operator $operator_id"
 info "cloud   $cloud_id"
+info "control plane $cp_id"
 
 # The policies of the repository, copied so that edits here do not touch the repository.
 mkdir -p "$state/policies"
@@ -290,25 +296,25 @@ start_cloud() {
   cloud_port=$(<"$state/cloud.port")
 }
 
-write_config() {
-  cat >"$state/proxy.toml" <<EOF
-# The quickstart's gateway for site berlin, written by examples/quickstart/run.sh.
-# Reference: proxy/src/config.rs. Reload with SIGHUP; check with \`edgeward check --config\`.
-
+# The proxy config in parts: the node's own file has them all; the fleet repository's
+# node.toml (what the control plane ships back as a bundle) has all but the parts the control
+# plane fills in (authz, trust) or the node keeps (data_dir, control_plane).
+config_node() {
+  cat <<EOF
 [node]
 id = "berlin-gw-1"
 site = "berlin"
 zone = "berlin-a"
 region = "eu-central"
+EOF
+}
+
+config_serving() {
+  cat <<EOF
 
 [identity]
 cert = "$pki/proxy.crt"
 key = "$pki/proxy.key"
-
-[[trust_domains]]
-name = "$td"
-bundle = "$bundle"
-crls = ["$pki/berlin.crl"]
 
 # Clients must present a certificate of the trust domain.
 [[listeners]]
@@ -318,11 +324,6 @@ address = "127.0.0.1:$proxy_port"
 
 [admin]
 address = "127.0.0.1:$admin_port"
-
-[authz]
-policies = "$state/policies"
-schema = "$state/policies/schema.cedarschema"
-entities = "$state/policies/entities.json"
 
 [[routes]]
 name = "app"
@@ -364,6 +365,83 @@ spiffe_id = "$cloud_id"
 EOF
 }
 
+write_config() {
+  {
+    echo "# The quickstart's gateway for site berlin, written by examples/quickstart/run.sh."
+    echo "# Reference: README.md. Reload with SIGHUP; check with \`edgeward check --config\`."
+    echo
+    config_node
+    echo "data_dir = \"$state/node\""
+    config_serving
+    cat <<EOF
+
+[[trust_domains]]
+name = "$td"
+bundle = "$bundle"
+crls = ["$pki/berlin.crl"]
+
+[authz]
+policies = "$state/policies"
+schema = "$state/policies/schema.cedarschema"
+entities = "$state/policies/entities.json"
+
+# The control plane ships this node's config and policies from Git ($state/fleet) and
+# receives its aggregated telemetry; the node serves on without it.
+[control_plane]
+address = "127.0.0.1:$cp_quic_port"
+spiffe_id = "$cp_id"
+telemetry_interval = "2s"
+EOF
+  } >"$state/proxy.toml"
+}
+
+# Writes the node's desired config (its ports as chosen now) and commits it.
+commit_node() {
+  local fleet=$state/fleet
+  {
+    config_node
+    config_serving
+    printf '\n[fleet]\nspiffe_id = "%s"\n' "$proxy_id"
+  } >"$fleet/nodes/berlin-gw-1/node.toml"
+  git -C "$fleet" add -A
+  git -C "$fleet" -c user.name=quickstart -c user.email=quickstart@example.invalid \
+    commit -q -m "$1"
+}
+
+# The fleet's desired state, a Git repository: this node's config, the repository's policies
+# and the trust domain's root; and the control plane's config.
+write_fleet() {
+  local fleet=$state/fleet
+  rm -rf "$fleet"
+  mkdir -p "$fleet/shared/policies" "$fleet/shared/trust" "$fleet/sites/berlin" \
+    "$fleet/nodes/berlin-gw-1"
+  cp "$repo"/policies/*.cedar "$fleet/shared/policies/"
+  cp "$repo/policies/schema.cedarschema" "$repo/policies/entities.json" "$fleet/shared/"
+  cp "$bundle" "$fleet/shared/trust/$td.pem"
+  echo "# Site berlin: everything is in its node's file." >"$fleet/sites/berlin/site.toml"
+  git -C "$fleet" init -q -b main
+  commit_node "the quickstart fleet"
+  cat >"$state/control-plane.toml" <<EOF
+# The quickstart's control plane, written by examples/quickstart/run.sh.
+[source]
+git = "$fleet"
+ref = "main"
+poll_interval = "1s"
+
+[listen]
+quic = "127.0.0.1:$cp_quic_port"
+api = "127.0.0.1:$cp_api_port"
+
+[identity]
+cert = "$pki/control-plane.crt"
+key = "$pki/control-plane.key"
+bundle = "$bundle"
+
+[store]
+sqlite = "$state/control-plane.db"
+EOF
+}
+
 admin_ready() {
   kill -0 "${pids[proxy]}" 2>/dev/null || return 2
   [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$admin_url/readyz")" = 200 ]
@@ -377,13 +455,20 @@ endpoints_healthy() {
   [ "$(grep -c '^edgeward_endpoint_healthy{.*cluster="app".*} 1$' <<<"$m")" -ge 2 ]
 }
 
+pick_proxy_ports() {
+  proxy_port=$(free_port)
+  admin_port=$(free_port)
+  proxy_url=https://127.0.0.1:$proxy_port
+  admin_url=http://127.0.0.1:$admin_port
+}
+
 start_proxy() {
   local attempt
   for attempt in 1 2 3; do
-    proxy_port=$(free_port)
-    admin_port=$(free_port)
-    proxy_url=https://127.0.0.1:$proxy_port
-    admin_url=http://127.0.0.1:$admin_port
+    if [ "$attempt" -gt 1 ]; then
+      pick_proxy_ports
+      commit_node "the gateway moved to free ports"
+    fi
     write_config
     quiet "$ew" check --config "$state/proxy.toml"
     RUST_LOG=${RUST_LOG:-info} "$ew" proxy --config "$state/proxy.toml" --log-format human \
@@ -404,12 +489,36 @@ start_proxy() {
   die "the proxy could not bind free ports (log: $state/proxy.log)"
 }
 
-# The control plane and its fleet page. PLACEHOLDER: the control plane has not landed yet,
-# so this starts nothing and leaves EDGEWARD_CP_URL and EDGEWARD_CP_PID empty. When it lands:
-# start `edgeward control-plane` on an example Git repository (SQLite) in $state, register
-# its pid as pids[control-plane] (cleanup stops it), wait for it, and set cp_url.
+# The node is online at the control plane and serves the bundle it was given.
+node_applied() {
+  kill -0 "${pids[proxy]}" 2>/dev/null || return 2
+  local j
+  j=$(curl -s --max-time 1 "$cp_url/api/nodes/berlin-gw-1") || return 1
+  python3 -c 'import json, sys
+n = json.load(sys.stdin)
+n = n.get("node", n)
+ok = n.get("online") and n.get("applied_hash") and n.get("applied_hash") == n.get("desired_hash")
+sys.exit(0 if ok else 1)' <<<"$j"
+}
+
+cp_ready() {
+  kill -0 "${pids[control-plane]}" 2>/dev/null || return 2
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$cp_url/healthz")" = 200 ]
+}
+
+# The control plane (SQLite store) on the fleet repository, with its fleet page.
 start_control_plane() {
-  cp_url=
+  cp_quic_port=$(free_port)
+  cp_api_port=$(free_port)
+  cp_url=http://127.0.0.1:$cp_api_port
+  write_fleet
+  RUST_LOG=${RUST_LOG:-info} "$ew" control-plane --config "$state/control-plane.toml" \
+    >>"$state/control-plane.out" 2>>"$state/control-plane.log" {lock_fd}>&- &
+  pids[control-plane]=$!
+  if ! poll 30 cp_ready; then
+    tail -n 20 "$state/control-plane.log" >&2 || true
+    die "the control plane did not start (log: $state/control-plane.log)"
+  fi
 }
 
 cp_pid() { printf '%s' "${pids[control-plane]:-}"; }
@@ -450,6 +559,9 @@ start_local
 info "local service (plaintext, x-served-by: local)  http://127.0.0.1:$local_port  pid ${pids[local]}"
 start_cloud
 info "cloud service (HTTPS, requires client certs)     https://127.0.0.1:$cloud_port  pid ${pids[cloud]}"
+pick_proxy_ports
+start_control_plane
+info "control plane (Git: $state/fleet, SQLite)      $cp_url  pid ${pids[control-plane]}"
 start_proxy
 info "proxy (mTLS listener)                           $proxy_url  pid ${pids[proxy]}"
 info "proxy admin                                     $admin_url"
@@ -458,7 +570,11 @@ if ! poll 20 endpoints_healthy; then
   die "the proxy does not see both endpoints healthy (log: $state/proxy.log)"
 fi
 info "the proxy's health checks pass for both endpoints (cloud: mTLS, SPIFFE ID pinned)"
-start_control_plane
+if ! poll 30 node_applied; then
+  tail -n 20 "$state/control-plane.log" >&2 || true
+  die "the node did not apply its bundle from the control plane (logs: $state/proxy.log, $state/control-plane.log)"
+fi
+info "the node registered with the control plane and applied its bundle from Git"
 write_site_env
 info "site.env: $state/site.env"
 
@@ -676,10 +792,21 @@ if grep -q '^edgeward_requests_total' <<<"$metrics"; then
 else
   bad "admin: $admin_url/metrics did not answer with metrics"
 fi
-if [ -n "$cp_url" ]; then
-  info "fleet page: $cp_url"
+# The control plane's view: the node's telemetry arrives every 2 s, aggregates only.
+fleet_counts() {
+  fleet_line=$(curl -s --max-time 1 "$cp_url/api/nodes/berlin-gw-1" | python3 -c 'import json, sys
+n = json.load(sys.stdin)["node"]
+s = n["summary"]
+if not (n["online"] and n["in_sync"] and s["requests_1h"] > 0):
+    sys.exit(1)
+print("berlin-gw-1 online, bundle %s applied (= desired), %d requests, %d denied, %d failovers reported" % (
+    (n["applied_hash"] or "")[:12], s["requests_1h"], s["denies_1h"], s["failovers_1h"]))') || return 1
+}
+if poll 10 fleet_counts; then
+  ok "fleet page: $cp_url  (JSON: $cp_url/api/fleet)"
+  info "the control plane sees $fleet_line"
 else
-  info "fleet page: not started yet (the control plane is not part of this quickstart yet)"
+  bad "fleet page: $cp_url does not show berlin-gw-1 online, in sync, with its requests"
 fi
 info "logs: $state/proxy.log (access events), local.log, cloud.log; config: $state/proxy.toml"
 
