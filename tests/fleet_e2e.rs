@@ -8,8 +8,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::site::{Site, POLICIES};
@@ -185,48 +184,6 @@ fn access_lines(log: &str) -> u64 {
         .count() as u64
 }
 
-/// GETs in a loop on a thread until stopped; every status seen.
-fn load(site: &Site) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<u16>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s, url, ca) = (
-        stop.clone(),
-        site.url("/public/load"),
-        site.ca().to_path_buf(),
-    );
-    let (cert, key) = site.device.clone();
-    let handle = std::thread::spawn(move || {
-        let mut codes = Vec::new();
-        while !s.load(Ordering::Relaxed) {
-            let out = Command::new("curl")
-                .args([
-                    "-s",
-                    "--max-time",
-                    "10",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}\n",
-                    "--cacert",
-                ])
-                .arg(&ca)
-                .arg("--cert")
-                .arg(&cert)
-                .arg("--key")
-                .arg(&key)
-                .args(std::iter::repeat_n(url.as_str(), 5))
-                .output()
-                .expect("curl");
-            codes.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter_map(|l| l.parse::<u16>().ok()),
-            );
-        }
-        codes
-    });
-    (stop, handle)
-}
-
 #[test]
 fn a_node_follows_git_keeps_serving_without_its_control_plane_and_reports_the_outage_exactly() {
     let quic = free_port();
@@ -309,7 +266,7 @@ fn a_node_follows_git_keeps_serving_without_its_control_plane_and_reports_the_ou
     assert_eq!(status(&site, "/public/x"), 200);
 
     // The control plane goes away and comes back under load: no request fails.
-    let (stop, handle) = load(&site);
+    let (stop, handle) = site.load();
     wait_for("load running", Duration::from_secs(10), || {
         (site.local.requests().len() > 10).then_some(())
     });
@@ -347,7 +304,7 @@ fn a_node_follows_git_keeps_serving_without_its_control_plane_and_reports_the_ou
     assert_eq!(status(&site, "/public/blocked"), 200);
 
     // Back: under load again, then the outage's telemetry arrives, counted exactly.
-    let (stop, handle) = load(&site);
+    let (stop, handle) = site.load();
     cp.restart();
     wait_for("the node reconnected", Duration::from_secs(30), || {
         let (_, m) = site.proxy.admin_get("/metrics");

@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -211,50 +211,6 @@ fn smuggling_attempts_never_make_a_second_upstream_request() {
     );
 }
 
-/// Runs GETs in a loop on a background thread until stopped; returns every status seen.
-fn load(site: &Site) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<u16>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s, url, ca) = (
-        stop.clone(),
-        site.url("/public/load"),
-        site.ca().to_path_buf(),
-    );
-    let (cert, key) = site.device.clone();
-    let handle = std::thread::spawn(move || {
-        let mut codes = Vec::new();
-        while !s.load(Ordering::Relaxed) {
-            // One curl, ten requests on a keep-alive connection.
-            let urls: Vec<String> = (0..10).map(|_| url.clone()).collect();
-            let out = std::process::Command::new("curl")
-                .args([
-                    "-s",
-                    "--max-time",
-                    "10",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}\n",
-                    "--cacert",
-                ])
-                .arg(&ca)
-                .arg("--cert")
-                .arg(&cert)
-                .arg("--key")
-                .arg(&key)
-                .args(&urls)
-                .output()
-                .expect("curl");
-            codes.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter_map(|l| l.parse::<u16>().ok()),
-            );
-        }
-        codes
-    });
-    (stop, handle)
-}
-
 #[test]
 fn failover_to_the_verified_cloud_and_back_without_failed_requests() {
     let mut site = Site::start();
@@ -266,7 +222,7 @@ fn failover_to_the_verified_cloud_and_back_without_failed_requests() {
         Some("local")
     );
 
-    let (stop, handle) = load(&site);
+    let (stop, handle) = site.load();
     wait_for("load running", Duration::from_secs(10), || {
         (site.local.requests().len() > 20).then_some(())
     });
@@ -360,7 +316,7 @@ fn policy_reload_under_load_fails_nothing_and_an_invalid_policy_keeps_the_old_on
     let device = site.client(&site.device);
     assert_eq!(curl(&device, &[], &site.url("/public/x")).status, 200);
 
-    let (stop, handle) = load(&site);
+    let (stop, handle) = site.load();
     // A valid change: also let the device read /admin/status (same /public behaviour).
     let extra = "\n@id(\"device-admin-status\")\npermit (principal == Edgeward::Device::\"spiffe://acme.example/site/berlin/device/sensor-1\", action == Edgeward::Action::\"GET\", resource == Edgeward::Route::\"audit\");\n";
     std::fs::write(site.policies.join("extra.cedar"), extra).unwrap();

@@ -2,6 +2,8 @@
 //! folder of its own, and the proxy in front, on loopback.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::pki::{self, Pki};
 use super::{free_port, Client, Proxy, Upstream};
@@ -152,6 +154,49 @@ impl Site {
 
     pub fn ca(&self) -> &Path {
         &self.bundle
+    }
+
+    /// Runs GETs of `/public/load` as the device in a loop on a thread (one curl, ten requests
+    /// on a keep-alive connection) until stopped; returns every status seen.
+    pub fn load(&self) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<u16>>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, url, ca) = (
+            stop.clone(),
+            self.url("/public/load"),
+            self.ca().to_path_buf(),
+        );
+        let (cert, key) = self.device.clone();
+        let handle = std::thread::spawn(move || {
+            let mut codes = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                let out = std::process::Command::new("curl")
+                    .args([
+                        "-s",
+                        "--max-time",
+                        "10",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}\n",
+                    ])
+                    .arg("--cacert")
+                    .arg(&ca)
+                    .arg("--cert")
+                    .arg(&cert)
+                    .arg("--key")
+                    .arg(&key)
+                    .args(std::iter::repeat_n(url.as_str(), 10))
+                    .output()
+                    .expect("curl");
+                codes.extend(
+                    String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .filter_map(|l| l.parse::<u16>().ok()),
+                );
+            }
+            codes
+        });
+        (stop, handle)
     }
 }
 
