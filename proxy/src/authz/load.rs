@@ -114,6 +114,9 @@ pub struct PolicySnapshot {
     /// The schema's action entities (methods and their groups).
     pub(crate) actions: Entities,
     pub(crate) refs: HashMap<PolicyId, PolicyRef>,
+    /// Whether requests of a (principal type, action) conform to the schema, found by
+    /// validating the first such request in full (see `request::finish`).
+    pub(crate) conforms: std::sync::Mutex<HashMap<(String, String), Result<(), String>>>,
 }
 
 impl PolicySnapshot {
@@ -179,6 +182,7 @@ impl PolicySnapshot {
             entities,
             actions,
             refs: parsed.refs,
+            conforms: Default::default(),
         })
     }
 

@@ -180,11 +180,49 @@ fn finish(
     entities.push(Entity::new_no_attrs(service, HashSet::new()));
 
     let context = context(facts)?;
-    let request = Request::new(principal, action, resource, context, Some(&snapshot.schema))
-        .map_err(|e| AuthzError::Schema(e.to_string()))?;
+    let request = conforming_request(snapshot, principal, action, resource, context)?;
     let entities =
         Entities::from_entities(entities, None).map_err(|e| AuthzError::Build(e.to_string()))?;
     Ok((request, entities))
+}
+
+/// The request, checked against the schema. The context is built here with a fixed shape and
+/// every field of a fixed type, so whether a request conforms depends only on its principal
+/// type and action: the first request of each pair is validated in full and the answer kept
+/// for the snapshot (validating every request cost as much as evaluating the policies).
+fn conforming_request(
+    snapshot: &PolicySnapshot,
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    context: Context,
+) -> Result<Request, AuthzError> {
+    let key = (
+        principal.type_name().to_string(),
+        action.id().unescaped().to_owned(),
+    );
+    let known = snapshot
+        .conforms
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    match known {
+        Some(Ok(())) => Request::new(principal, action, resource, context, None)
+            .map_err(|e| AuthzError::Build(e.to_string())),
+        Some(Err(e)) => Err(AuthzError::Schema(e)),
+        None => {
+            let checked =
+                Request::new(principal, action, resource, context, Some(&snapshot.schema))
+                    .map_err(|e| e.to_string());
+            snapshot
+                .conforms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, checked.as_ref().map(|_| ()).map_err(Clone::clone));
+            checked.map_err(AuthzError::Schema)
+        }
+    }
 }
 
 fn context(facts: &RequestFacts) -> Result<Context, AuthzError> {
@@ -227,13 +265,34 @@ fn context(facts: &RequestFacts) -> Result<Context, AuthzError> {
         ("region".to_owned(), string(&facts.node.region)),
         (
             "peer_ip".to_owned(),
-            RestrictedExpression::new_ip(facts.peer_ip.to_canonical().to_string()),
+            ip_expression(facts.peer_ip.to_canonical()),
         ),
         ("tls".to_owned(), tls),
         ("time".to_owned(), time),
         ("headers".to_owned(), RestrictedExpression::new_set(headers)),
     ])
     .map_err(|e| AuthzError::Build(e.to_string()))
+}
+
+/// `ip("…")` for `addr`. Cedar's `new_ip` runs its parser on every call (to name the
+/// extension); the expression of the last address each thread saw is kept, which is what a
+/// connection's keep-alive requests ask for again.
+fn ip_expression(addr: IpAddr) -> RestrictedExpression {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, RestrictedExpression)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match last.as_ref() {
+            Some((a, e)) if *a == addr => e.clone(),
+            _ => {
+                let e = RestrictedExpression::new_ip(addr.to_string());
+                *last = Some((addr, e.clone()));
+                e
+            }
+        }
+    })
 }
 
 /// Cuts `value` at [`MAX_HEADER_VALUE`] bytes, on a character boundary.

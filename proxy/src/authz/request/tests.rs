@@ -87,3 +87,23 @@ fn select_headers_keeps_listed_names_lowercase_and_cuts_values() {
     assert_eq!(truncate(&"é".repeat(200)).len(), 256);
     assert_eq!(truncate(&format!("a{}", "é".repeat(200))).len(), 255);
 }
+
+#[test]
+fn conformance_is_checked_once_per_principal_type_and_action_and_a_refusal_is_kept() {
+    let snapshot = testkit::snapshot(&[], None);
+    build_request(&snapshot, &facts(Some(CAM), "GET", "/")).expect("builds");
+    build_request(&snapshot, &facts(Some(CAM), "GET", "/x")).expect("builds");
+    build_request(&snapshot, &facts(None, "GET", "/")).expect("builds");
+    {
+        let memo = snapshot.conforms.lock().unwrap();
+        assert_eq!(memo.len(), 2, "{memo:?}");
+        assert!(memo.values().all(|r| r.is_ok()));
+    }
+    // A pair the schema refused stays refused (denied), without validating again.
+    snapshot.conforms.lock().unwrap().insert(
+        ("Edgeward::Device".into(), "POST".into()),
+        Err("not for devices".into()),
+    );
+    let err = build_request(&snapshot, &facts(Some(CAM), "POST", "/")).err();
+    assert_eq!(err, Some(AuthzError::Schema("not for devices".into())));
+}
