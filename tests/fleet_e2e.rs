@@ -235,6 +235,14 @@ fn a_node_follows_git_keeps_serving_without_its_control_plane_and_reports_the_ou
     assert!(site.proxy.log_text().contains("bundle applied"));
     assert_eq!(status(&site, "/public/x"), 200);
 
+    // The site's own CRL holds under the bundle: a certificate revoked on the site is refused.
+    let operator = site.client(&site.operator);
+    assert_eq!(curl(&operator, &[], &site.url("/public/x")).status, 200);
+    site.pki.revoke(&site.operator.0);
+    wait_for("the revoked operator refused", Duration::from_secs(10), || {
+        (curl(&operator, &[], &site.url("/public/x")).status == 0).then_some(())
+    });
+
     // A policy change committed to Git is enforced within seconds.
     commit(
         &repo,

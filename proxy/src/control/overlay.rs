@@ -4,8 +4,11 @@
 //! local file decides how it reaches the control plane and where its own secrets and state
 //! are: `[control_plane]`, `[identity]` (its certificate and key never travel) and
 //! `[node] data_dir`. These are written over the bundle's `proxy.toml`, as absolute paths,
-//! to form the config the node serves.
+//! to form the config the node serves. The local file's CRLs are added to the bundle's trust
+//! domain of the same name: a site CA revokes on the site, and a revocation must hold whatever
+//! the bundle says.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use toml::{Table, Value};
@@ -17,6 +20,8 @@ use crate::config::Config;
 pub struct Overlay {
     pub node_id: String,
     table: Table,
+    /// Local CRL files (absolute) by trust domain name.
+    crls: BTreeMap<String, Vec<String>>,
 }
 
 impl Overlay {
@@ -58,9 +63,18 @@ impl Overlay {
             );
             table.insert("identity".into(), Value::Table(identity));
         }
+        let mut crls: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for td in &config.trust_domains {
+            for crl in &td.crls {
+                if let Value::String(p) = path_value(crl)? {
+                    crls.entry(td.name.to_string()).or_default().push(p);
+                }
+            }
+        }
         Ok(Self {
             node_id: config.node.id.as_str().to_owned(),
             table,
+            crls,
         })
     }
 
@@ -78,6 +92,25 @@ impl Overlay {
                 }
                 _ => {
                     base.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(Value::Array(domains)) = base.get_mut("trust_domains") {
+            for td in domains.iter_mut().filter_map(Value::as_table_mut) {
+                let Some(local) = td
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .and_then(|n| self.crls.get(n))
+                else {
+                    continue;
+                };
+                let list = td.entry("crls").or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(list) = list {
+                    for crl in local {
+                        if !list.iter().any(|v| v.as_str() == Some(crl)) {
+                            list.push(Value::String(crl.clone()));
+                        }
+                    }
                 }
             }
         }
@@ -108,9 +141,13 @@ mod tests {
         let overlay = Overlay {
             node_id: "n1".into(),
             table,
+            crls: BTreeMap::from([(
+                "acme.example".to_owned(),
+                vec!["/site/berlin.crl".to_owned()],
+            )]),
         };
         let out = overlay
-            .apply("[node]\nid = \"n1\"\nsite = \"berlin\"\ndata_dir = \"/elsewhere\"\n[[routes]]\nname = \"r\"\n")
+            .apply("[node]\nid = \"n1\"\nsite = \"berlin\"\ndata_dir = \"/elsewhere\"\n[[routes]]\nname = \"r\"\n[[trust_domains]]\nname = \"acme.example\"\nbundle = \"trust/acme.example.pem\"\n[[trust_domains]]\nname = \"other.example\"\nbundle = \"trust/other.example.pem\"\n")
             .unwrap();
         let t: Table = out.parse().unwrap();
         assert_eq!(t["node"]["site"].as_str(), Some("berlin"));
@@ -120,6 +157,12 @@ mod tests {
             Some("127.0.0.1:7443")
         );
         assert_eq!(t["routes"][0]["name"].as_str(), Some("r"));
+        // The site's own CRL holds for the bundle's trust domain of the same name.
+        assert_eq!(
+            t["trust_domains"][0]["crls"][0].as_str(),
+            Some("/site/berlin.crl")
+        );
+        assert!(t["trust_domains"][1].get("crls").is_none());
         assert!(overlay.apply("not toml [").is_err());
     }
 }
