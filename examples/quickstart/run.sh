@@ -257,6 +257,10 @@ info "operator $operator_id"
 info "cloud   $cloud_id"
 info "control plane $cp_id"
 
+# A previous run's node state and fleet were made for the PKI just replaced: start them anew
+# (a node would otherwise hold a last-known-good bundle that trusts the old root).
+rm -rf "$state/node" "$state/fleet" "$state/control-plane.db" "$state/policies"
+
 # The policies of the repository, copied so that edits here do not touch the repository.
 mkdir -p "$state/policies"
 cp "$repo"/policies/*.cedar "$repo/policies/schema.cedarschema" "$repo/policies/entities.json" \
@@ -593,8 +597,13 @@ stay_up() {
     wait -n "${pid_list[@]}" || true
     for name in "${!pids[@]}"; do
       if ! kill -0 "${pids[$name]}" 2>/dev/null; then
-        printf 'run.sh: the %s process exited; stopping the site (logs in %s)\n' "$name" "$state" >&2
         unset "pids[$name]"
+        if [ "$name" = control-plane ]; then
+          # The node does not need it to serve: that is the point. Watch the rest.
+          printf 'run.sh: the control plane exited; the proxy serves on without it (logs in %s)\n' "$state" >&2
+          continue
+        fi
+        printf 'run.sh: the %s process exited; stopping the site (logs in %s)\n' "$name" "$state" >&2
         exit 1
       fi
     done

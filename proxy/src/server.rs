@@ -269,7 +269,9 @@ pub fn refresh_gauges(shared: &Shared) {
             .set((cert.leaf.not_after.unix_timestamp() - now) as f64);
         let left = cert.leaf.not_after.unix_timestamp() - now;
         let total = (cert.leaf.not_after - cert.leaf.not_before).whole_seconds();
-        if left < total / 3 {
+        if left <= 0 {
+            tracing::error!(id = %cert.id, expired_seconds_ago = -left, "the node certificate has expired: clients refuse it and /readyz fails; issue a new one");
+        } else if left < total / 3 {
             tracing::warn!(id = %cert.id, seconds_left = left, "the node certificate has under a third of its lifetime left: renew it");
         }
     }
