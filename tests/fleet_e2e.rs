@@ -239,9 +239,11 @@ fn a_node_follows_git_keeps_serving_without_its_control_plane_and_reports_the_ou
     let operator = site.client(&site.operator);
     assert_eq!(curl(&operator, &[], &site.url("/public/x")).status, 200);
     site.pki.revoke(&site.operator.0);
-    wait_for("the revoked operator refused", Duration::from_secs(10), || {
-        (curl(&operator, &[], &site.url("/public/x")).status == 0).then_some(())
-    });
+    wait_for(
+        "the revoked operator refused",
+        Duration::from_secs(10),
+        || (curl(&operator, &[], &site.url("/public/x")).status == 0).then_some(()),
+    );
 
     // A policy change committed to Git is enforced within seconds.
     commit(
