@@ -36,6 +36,13 @@ enum Command {
     ControlPlane(control_plane::ControlPlaneArgs),
 }
 
+impl Cli {
+    /// Whether the command is a long-running server (the proxy, the control plane).
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Proxy(_) | Command::ControlPlane(_))
+    }
+}
+
 /// How a command that did its job ended.
 pub enum Outcome {
     Done,

@@ -12,6 +12,15 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cmd::Cli::parse();
+    if !cli.is_server() {
+        // A command piped into `head` ends quietly when the pipe closes, as Unix tools do.
+        // Servers keep Rust's default (SIGPIPE ignored): a peer closing its socket must be an
+        // error on that connection, never the end of the process.
+        // SAFETY: restoring the default disposition of one signal, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cmd::run(cli) {
         Ok(cmd::Outcome::Done) => ExitCode::SUCCESS,
         Ok(cmd::Outcome::No(reason)) => {

@@ -513,3 +513,25 @@ fn policy_test_and_explain_agree_with_the_library_on_random_requests() {
         assert_eq!(ids, r.policies, "{} {}", r.method, r.url);
     }
 }
+
+#[test]
+fn explain_refuses_a_url_that_is_not_absolute() {
+    for url in ["not-a-url", "/admin", "https://", "ftp://x/"] {
+        let (code, _, err) = run(&[
+            "policy",
+            "explain",
+            "--policies",
+            "policies",
+            "--route",
+            "app",
+            "--site",
+            "berlin",
+            "--method",
+            "GET",
+            "--url",
+            url,
+        ]);
+        assert_eq!(code, 2, "{url}: {err}");
+        assert!(err.contains("expected an absolute URL"), "{url}: {err}");
+    }
+}

@@ -67,7 +67,26 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not `name: value`"))
 }
 
+/// `--url` must be absolute (`http://` or `https://`, then a host): anything else is bad input,
+/// not a request to explain.
+fn check_url(url: &str) -> Result<(), Failure> {
+    let rest = ["https://", "http://"].iter().find_map(|scheme| {
+        url.get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .map(|_| &url[scheme.len()..])
+    });
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') => Ok(()),
+        _ => Err(anyhow!(
+            "--url `{}`: expected an absolute URL such as `https://gw.example/api/x`",
+            url.escape_default()
+        )
+        .into()),
+    }
+}
+
 pub fn run(args: ExplainArgs) -> Result<Outcome, Failure> {
+    check_url(&args.url)?;
     // The config (or a standalone one) and the policy set.
     let (config, snapshot, standalone) = match &args.config {
         Some(path) => {
