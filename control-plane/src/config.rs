@@ -4,7 +4,6 @@
 //!
 //! Relative paths resolve against the folder of the config file.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,49 +65,8 @@ pub struct Config {
     pub store: Store,
 }
 
-/// One problem in the config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    /// Such as `source.poll_interval`; empty when the file as a whole is at fault.
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
-        } else {
-            write!(
-                f,
-                "{}: `{}` {}",
-                self.file.display(),
-                self.key,
-                self.message
-            )
-        }
-    }
-}
-
-/// Every problem found in the config file (at least one).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
-        write!(
-            f,
-            "{n} error{} in the config",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for e in &self.0 {
-            write!(f, "\n  {e}")?;
-        }
-        Ok(())
-    }
-}
+// The proxy's config error types: one format for every config file Edgeward reads.
+pub use edgeward_proxy::config::{ConfigError, ConfigErrors};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,7 +181,7 @@ impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
+            ConfigErrors::new(vec![ConfigError {
                 file: path.to_path_buf(),
                 key: String::new(),
                 message: format!("cannot read the file: {e}"),
@@ -245,7 +203,7 @@ impl Config {
             Ok(raw) => raw,
             Err(e) => {
                 cx.error("", e.trim_end().replace('\n', " "));
-                return Err(ConfigErrors(cx.errors));
+                return Err(ConfigErrors::new(cx.errors));
             }
         };
 
@@ -314,7 +272,7 @@ impl Config {
         };
 
         if !cx.errors.is_empty() {
-            return Err(ConfigErrors(cx.errors));
+            return Err(ConfigErrors::new(cx.errors));
         }
         Ok(Config {
             file: file.to_path_buf(),
@@ -336,7 +294,7 @@ mod tests {
     fn keys(text: &str) -> Vec<String> {
         match Config::from_toml_str(text, Path::new("/etc/cp/cp.toml")) {
             Ok(_) => Vec::new(),
-            Err(e) => e.0.into_iter().map(|e| e.key).collect(),
+            Err(e) => e.errors().iter().map(|e| e.key.clone()).collect(),
         }
     }
 

@@ -92,6 +92,11 @@ impl ConfigErrors {
         &self.errors
     }
 
+    /// Wraps the problems found in a config file (at least one).
+    pub fn new(errors: Vec<ConfigError>) -> Self {
+        Self { errors }
+    }
+
     fn single(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             errors: vec![ConfigError {
