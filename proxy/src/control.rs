@@ -53,6 +53,7 @@ impl ControlService {
             .ok_or("the local config has no node.data_dir")?;
         let queue = Queue::open(&data_dir.join("telemetry"), cp.telemetry_queue_bytes.get())
             .map_err(|e| format!("the telemetry queue: {e}"))?;
+        shared.telemetry.enable();
         Ok(Self {
             shared,
             store: LkgStore::new(&data_dir),

@@ -11,6 +11,7 @@ pub mod otlp;
 pub mod queue;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Upper bounds of the latency buckets, in milliseconds (one more bucket holds the rest).
@@ -68,23 +69,39 @@ impl Window {
     }
 }
 
-/// The window being filled.
+/// The window being filled. It counts nothing until [`Aggregator::enable`]: a node without a
+/// control plane pays nothing for telemetry on its request path.
 #[derive(Debug)]
 pub struct Aggregator {
+    enabled: AtomicBool,
     window: Mutex<Window>,
 }
 
 impl Default for Aggregator {
     fn default() -> Self {
         Self {
+            enabled: AtomicBool::new(false),
             window: Mutex::new(Window::open(now_ns())),
         }
     }
 }
 
 impl Aggregator {
+    /// Starts counting (a control plane will take the windows).
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether requests are counted.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
     /// Counts one finished request.
     pub fn record_request(&self, key: RequestKey, duration_ms: f64) {
+        if !self.enabled() {
+            return;
+        }
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         *w.requests.entry(key).or_default() += 1;
         let bucket = LATENCY_BOUNDS_MS
@@ -97,6 +114,9 @@ impl Aggregator {
 
     /// Counts one change of the tier serving a cluster.
     pub fn record_failover(&self, key: FailoverKey) {
+        if !self.enabled() {
+            return;
+        }
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         *w.failovers.entry(key).or_default() += 1;
     }
@@ -134,6 +154,12 @@ mod tests {
     #[test]
     fn a_window_counts_exactly_and_the_next_starts_empty() {
         let a = Aggregator::default();
+        a.record_request(key("allow", "site"), 1.0);
+        assert!(
+            a.take(now_ns()).is_empty(),
+            "nothing is counted before enable"
+        );
+        a.enable();
         a.record_request(key("allow", "site"), 0.4);
         a.record_request(key("allow", "site"), 30.0);
         a.record_request(key("deny", "none"), 70_000.0);

@@ -54,15 +54,17 @@ pub fn record(p: &Pipeline, session: &Session, e: Option<&Error>, ctx: &RequestC
             route: route.clone(),
         })
         .observe(elapsed.as_secs_f64());
-    p.shared.telemetry.record_request(
-        crate::telemetry::RequestKey {
-            route: route.clone(),
-            decision: ctx.outcome.to_owned(),
-            status_class: class.to_owned(),
-            tier: tier.to_owned(),
-        },
-        elapsed.as_secs_f64() * 1000.0,
-    );
+    if p.shared.telemetry.enabled() {
+        p.shared.telemetry.record_request(
+            crate::telemetry::RequestKey {
+                route: route.clone(),
+                decision: ctx.outcome.to_owned(),
+                status_class: class.to_owned(),
+                tier: tier.to_owned(),
+            },
+            elapsed.as_secs_f64() * 1000.0,
+        );
+    }
 
     // Logged on the node: what was decided and why. Client-controlled text is escaped.
     let (policies, errors) = match &ctx.decision {

@@ -165,6 +165,7 @@ mod tests {
     #[test]
     fn a_window_encodes_and_decodes_with_its_counts_and_no_client_data() {
         let a = Aggregator::default();
+        a.enable();
         for tier in ["site", "site", "region"] {
             a.record_request(
                 RequestKey {
