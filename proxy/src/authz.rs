@@ -15,7 +15,8 @@
 //!   request and its entities, shared by the proxy and `edgeward policy test/explain`;
 //! - [`index`]: groups policies by action and route/service so a request only evaluates the
 //!   policies that can apply;
-//! - [`decide`]: [`Authorizer::decide`], default deny, and any evaluation error denies.
+//! - [`decide`]: [`Authorizer::decide`], default deny, and any evaluation error denies;
+//! - [`memo`]: the decisions of a snapshot, kept for requests whose facts are the same.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub mod facts;
 pub mod index;
 pub mod lint;
 pub mod load;
+pub mod memo;
 pub mod principal;
 pub mod request;
 
@@ -90,10 +92,35 @@ impl fmt::Display for PolicyRef {
 pub(crate) fn entity_uid(type_name: &'static str, id: &str) -> EntityUid {
     // Only the constants above reach here (a test parses each of them), so the parse cannot
     // fail on request data.
-    #[allow(clippy::expect_used)]
-    let ty = type_name
-        .parse::<EntityTypeName>()
-        .expect("entity type constants are valid Cedar names");
+    // Parsed once: Cedar's name parser is far too slow for every request.
+    static TYPES: std::sync::LazyLock<Vec<(&'static str, EntityTypeName)>> =
+        std::sync::LazyLock::new(|| {
+            [
+                DEVICE_TYPE,
+                WORKLOAD_TYPE,
+                ANONYMOUS_TYPE,
+                GROUP_TYPE,
+                ROUTE_TYPE,
+                SERVICE_TYPE,
+                ACTION_TYPE,
+            ]
+            .into_iter()
+            .map(|t| {
+                #[allow(clippy::expect_used)]
+                let parsed = t
+                    .parse::<EntityTypeName>()
+                    .expect("entity type constants are valid Cedar names");
+                (t, parsed)
+            })
+            .collect()
+        });
+    let ty = match TYPES.iter().find(|(t, _)| *t == type_name) {
+        Some((_, parsed)) => parsed.clone(),
+        #[allow(clippy::expect_used)]
+        None => type_name
+            .parse::<EntityTypeName>()
+            .expect("entity type constants are valid Cedar names"),
+    };
     EntityUid::from_type_name_and_id(ty, EntityId::new(id))
 }
 

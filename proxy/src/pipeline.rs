@@ -32,7 +32,7 @@ pub struct RequestCtx {
     pub route: Option<Route>,
     pub cluster: Option<Arc<ClusterRuntime>>,
     pub identity: Option<SpiffeId>,
-    pub decision: Option<Decision>,
+    pub decision: Option<Arc<Decision>>,
     /// `allow`, `deny`, `audit-deny`, or what refused the request before a decision.
     pub outcome: &'static str,
     pub canonical_host: String,

@@ -4,6 +4,8 @@
 //! errors could let a permit through. Here any evaluation error denies, whatever matched. With
 //! no policy satisfied, or no policies at all, the request is denied (default deny).
 
+use std::sync::Arc;
+
 use cedar_policy::{Decision as CedarDecision, Entities, PolicyId, PolicySet, Request, Response};
 
 use super::load::PolicySnapshot;
@@ -57,6 +59,26 @@ impl Authorizer {
             }
             Err(e) => Decision::deny_with_error(e.to_string()),
         }
+    }
+
+    /// [`Authorizer::decide`], answered from the snapshot's memo when a request with the same
+    /// facts (in every part the policies can read) was decided before: what the proxy calls
+    /// for every request. The memo keeps at most `capacity` decisions (0: none). The answer is
+    /// shared, not copied.
+    pub fn decide_memoized(
+        &self,
+        snapshot: &PolicySnapshot,
+        facts: &RequestFacts,
+        capacity: usize,
+    ) -> Arc<Decision> {
+        if capacity > 0 {
+            if let Some(known) = snapshot.memo.get(facts) {
+                return known;
+            }
+        }
+        let decision = Arc::new(self.decide(snapshot, facts));
+        snapshot.memo.put(facts, decision.clone(), capacity);
+        decision
     }
 
     /// Decides an already built request against every policy, without the index: the

@@ -117,6 +117,8 @@ pub struct PolicySnapshot {
     /// Whether requests of a (principal type, action) conform to the schema, found by
     /// validating the first such request in full (see `request::finish`).
     pub(crate) conforms: std::sync::Mutex<HashMap<(String, String), Result<(), String>>>,
+    /// Decisions already made under this snapshot (see [`super::memo`]).
+    pub(crate) memo: super::memo::DecisionMemo,
 }
 
 impl PolicySnapshot {
@@ -175,6 +177,7 @@ impl PolicySnapshot {
             _ => return Err(AuthzLoadError { problems }),
         };
         let index = PolicyIndex::build(&policies, &actions);
+        let memo = super::memo::DecisionMemo::new(super::memo::ContextReads::of(&policies));
         Ok(Self {
             schema,
             policies,
@@ -183,6 +186,7 @@ impl PolicySnapshot {
             actions,
             refs: parsed.refs,
             conforms: Default::default(),
+            memo,
         })
     }
 

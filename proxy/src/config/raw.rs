@@ -95,6 +95,7 @@ pub(super) struct RawAuthz {
     pub entities: Option<String>,
     #[serde(default)]
     pub context_headers: Vec<String>,
+    pub decision_memo: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

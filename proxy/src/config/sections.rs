@@ -242,6 +242,11 @@ pub(super) fn control_plane(
     })
 }
 
+/// Decisions remembered per policy snapshot unless `authz.decision_memo` says otherwise.
+pub const DEFAULT_DECISION_MEMO: usize = 4096;
+/// The most `authz.decision_memo` may ask for.
+pub const MAX_DECISION_MEMO: usize = 100_000;
+
 pub(super) fn authz(cx: &mut Ctx<'_>, raw: Option<&RawAuthz>) -> Option<Authz> {
     let Some(raw) = raw else {
         cx.error(
@@ -270,6 +275,16 @@ pub(super) fn authz(cx: &mut Ctx<'_>, raw: Option<&RawAuthz>) -> Option<Authz> {
             );
         }
     }
+    let memo = raw.decision_memo.unwrap_or(DEFAULT_DECISION_MEMO as u64);
+    if memo > MAX_DECISION_MEMO as u64 {
+        cx.error(
+            "authz.decision_memo",
+            format!(
+                "expected at most {MAX_DECISION_MEMO} remembered decisions (each takes a few hundred bytes), found {memo}; 0 turns the memo off"
+            ),
+        );
+        return None;
+    }
     if !headers_ok {
         return None;
     }
@@ -278,6 +293,7 @@ pub(super) fn authz(cx: &mut Ctx<'_>, raw: Option<&RawAuthz>) -> Option<Authz> {
         schema: schema?,
         entities,
         context_headers: raw.context_headers.clone(),
+        decision_memo: memo as usize,
     })
 }
 

@@ -111,6 +111,7 @@ fn full_example_validates_with_defaults_and_resolved_paths() {
     assert_eq!(c.admin.address.to_string(), DEFAULT_ADMIN_ADDRESS);
     assert_eq!(c.limits.max_header_bytes.get(), 32_768);
     assert_eq!(c.limits.header_timeout, Duration::from_secs(15));
+    assert_eq!(c.authz.decision_memo, 4096);
 
     let api = &c.routes[0];
     assert_eq!(
@@ -250,6 +251,23 @@ fn names_and_references_are_cross_checked() {
         "path_prefix = \"/api\"\nhost = \"api.example\"",
     );
     assert_eq!(keys(&same_route), vec!["routes[1].path_prefix"]);
+}
+
+#[test]
+fn the_decision_memo_is_bounded_and_may_be_off() {
+    let with = |n: &str| {
+        FULL.replace(
+            "context_headers =",
+            &format!("decision_memo = {n}\ncontext_headers ="),
+        )
+    };
+    let off = Config::from_toml_str(&with("0"), origin()).expect("0 is valid");
+    assert_eq!(off.authz.decision_memo, 0);
+    let e = errors(&with("1000000"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "authz.decision_memo");
+    assert!(e[0].1.contains("at most 100000"), "{e:?}");
+    assert_eq!(keys(&with("-1")), vec!["authz.decision_memo"]);
 }
 
 #[test]

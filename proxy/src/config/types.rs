@@ -160,6 +160,8 @@ pub struct Authz {
     pub entities: Option<PathBuf>,
     /// Lowercase header names copied into the Cedar context.
     pub context_headers: Vec<String>,
+    /// Decisions remembered per policy snapshot (see `authz::memo`); 0 evaluates every request.
+    pub decision_memo: usize,
 }
 
 /// `[control_plane]`: where the node gets its bundles and sends its telemetry.

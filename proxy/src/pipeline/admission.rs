@@ -147,7 +147,10 @@ pub async fn admit(p: &Pipeline, session: &mut Session, ctx: &mut RequestCtx) ->
         ),
     };
     let policies = p.shared.policies.current();
-    let decision = p.shared.authorizer.decide(&policies, &facts);
+    let decision =
+        p.shared
+            .authorizer
+            .decide_memoized(&policies, &facts, snapshot.config.authz.decision_memo);
     let allowed = decision.allowed;
     let mode = route.mode;
     ctx.decision = Some(decision);
