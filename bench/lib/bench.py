@@ -167,8 +167,8 @@ def wait_first_200(proc, port, limit):
 # --- configs ------------------------------------------------------------------------------
 
 
-def origin_conf(w, port):
-    d = os.path.join(w, "origin")
+def origin_conf(w, port, name="origin", access_log=False):
+    d = os.path.join(w, name)
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, "nginx.conf")
     with open(path, "w") as f:
@@ -179,7 +179,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 8192; }}
 http {{
-  access_log off;
+  {f"log_format t '$msec $uri'; access_log {d}/access.log t;" if access_log else "access_log off;"}
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   server {{
@@ -205,7 +205,7 @@ error_log {d}/error.log warn;
 worker_rlimit_nofile 20000;
 events {{ worker_connections 8192; }}
 http {{
-  access_log off;
+  {f"log_format t '$msec $uri'; access_log {d}/access.log t;" if access_log else "access_log off;"}
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   upstream origin {{
@@ -285,7 +285,7 @@ backend origin
     return ["haproxy", "-db", "-f", path]
 
 
-def edgeward_conf(w, name, ports, origin, pki, policies, binary, memo=None):
+def edgeward_conf(w, name, ports, origin, pki, policies, binary, memo=None, cloud=None):
     d = os.path.join(w, name)
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, "proxy.toml")
@@ -342,11 +342,23 @@ interval = "2s"
 timeout = "1s"
 healthy_threshold = 1
 unhealthy_threshold = 1
+# Passive ejection for 2 s, as nginx's fail_timeout=2s (the default is 5 s).
+[clusters.outlier]
+base_ejection = "2s"
 
 [[clusters.endpoints]]
 address = "127.0.0.1:{origin}"
 site = "berlin"
 zone = "berlin-a"
+region = "eu-central"
+""")
+        if cloud:
+            f.write(f"""
+# The regional fallback: served only while the site's own endpoint is unusable.
+[[clusters.endpoints]]
+address = "127.0.0.1:{cloud}"
+site = "cloud"
+zone = "eu-central-1"
 region = "eu-central"
 """)
     # RUST_LOG=warn: no access events (nginx and HAProxy log none either).
@@ -558,6 +570,141 @@ def idle_connections(pid, port, pki, tls):
             "returned_fraction": (held - after) / (held - before) if held > before else None}
 
 
+def request_log(logf):
+    """h2load --log-file rows: (start in s since the epoch, status, duration in s)."""
+    rows = []
+    try:
+        with open(logf) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3:
+                    rows.append((int(parts[0]) / 1e6, int(parts[1]), int(parts[2]) / 1e6))
+        os.unlink(logf)
+    except OSError:
+        pass
+    return rows
+
+
+def timed_load(w, port, duration, actions):
+    """A fixed-rate plaintext load (h2load, 10 conns x 200 req/s) while `actions`, a list of
+    (seconds after the load started, function), run on time. Returns the per-request rows."""
+    logf = os.path.join(w, "h2load-timed.log")
+    argv = ["taskset", "-c", LOAD_CORE, "h2load", "--h1", "-t", "1", "-c", "10", "--rps", "200",
+            "-D", str(duration), "--log-file", logf, f"http://127.0.0.1:{port}/"]
+    gen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    for at, action in actions:
+        time.sleep(max(0.0, t0 + at - time.time()))
+        action()
+    try:
+        gen.wait(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        gen.kill()
+    return request_log(logf), t0
+
+
+def failover(procs, w, pki, policies, binary, env):
+    """Edgeward alone: the site's origin is killed under load and started again. Errors, the
+    longest request (the stall), when the regional endpoint took over, and how long after the
+    restart the site's origin served again (from its access log)."""
+    local_port, cloud_port = free_port(), free_port()
+    local_argv = origin_conf(w, local_port, name="failover-local", access_log=True)
+    procs.start("failover-local", local_argv, LOAD_CORE)
+    procs.start("failover-cloud", origin_conf(w, cloud_port, name="failover-cloud", access_log=True), LOAD_CORE)
+    wait_first_200(procs.live["failover-local"], local_port, 20)
+    wait_first_200(procs.live["failover-cloud"], cloud_port, 20)
+    pp = {k: free_port() for k in ("plain", "tls", "mtls", "admin")}
+    argv = edgeward_conf(w, "edgeward-failover", pp, local_port, pki, policies, binary, cloud=cloud_port)
+    start_proxy(procs, "edgeward-failover", argv, pp["plain"], env)
+    marks = {}
+
+    def kill():
+        marks["killed"] = time.time()
+        procs.stop("failover-local")
+
+    def restart():
+        marks["restarted"] = time.time()
+        procs.start("failover-local", local_argv, LOAD_CORE)
+
+    rows, t0 = timed_load(w, pp["plain"], 8, [(2.0, kill), (4.0, restart)])
+    procs.stop("edgeward-failover")
+    procs.stop("failover-local")
+    procs.stop("failover-cloud")
+
+    def served(origin):
+        """When the origin answered proxied requests (its health checks left out)."""
+        try:
+            with open(os.path.join(w, origin, "access.log")) as f:
+                rows = [line.split() for line in f]
+            return [float(r[0]) for r in rows if len(r) == 2 and r[1] != "/healthz"]
+        except (OSError, ValueError):
+            return []
+    back = [t for t in served("failover-local") if t > marks.get("restarted", 1e18)]
+    cloud_times = [t for t in served("failover-cloud") if t > marks.get("killed", 0)]
+    return {
+        "requests": len(rows),
+        "errors": sum(1 for _, status, _ in rows if not 200 <= status < 300),
+        "error_statuses": sorted({status for _, status, _ in rows if not 200 <= status < 300}),
+        "longest_request_ms": max((d for _, _, d in rows), default=0) * 1000,
+        "cloud_served": len(cloud_times),
+        "first_cloud_after_kill_ms": (min(cloud_times) - marks["killed"]) * 1000 if cloud_times else None,
+        "local_back_after_restart_ms": (min(back) - marks["restarted"]) * 1000 if back else None,
+    }
+
+
+def reload_under_load(procs, w, pki, policies, binary, env):
+    """Edgeward alone: a policy added and the config changed, each applied with SIGHUP, under a
+    fixed-rate load. Counts the requests that did not get a 2xx."""
+    pdir = os.path.join(w, "reload-policies")
+    shutil.rmtree(pdir, ignore_errors=True)
+    shutil.copytree(policies, pdir)
+    pp = {k: free_port() for k in ("plain", "tls", "mtls", "admin")}
+    origin_port = free_port()
+    procs.start("reload-origin", origin_conf(w, origin_port, name="reload-origin"), LOAD_CORE)
+    wait_first_200(procs.live["reload-origin"], origin_port, 20)
+    argv = edgeward_conf(w, "edgeward-reload", pp, origin_port, pki, pdir, binary)
+    start_proxy(procs, "edgeward-reload", argv, pp["plain"], env)
+    conf = argv[argv.index("--config") + 1]
+    pid = procs.live["edgeward-reload"].pid
+
+    def add_policy():
+        with open(os.path.join(pdir, "zz-reload.cedar"), "w") as f:
+            f.write('@id("reload-added")\npermit (principal, action == Edgeward::Action::"GET", '
+                    'resource == Edgeward::Route::"bench");\n')
+        os.kill(pid, signal.SIGHUP)
+
+    def change_config():
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace('path_prefix = "/"', 'path_prefix = "/"\nrequest_timeout = "20s"'))
+        os.kill(pid, signal.SIGHUP)
+
+    rows, _ = timed_load(w, pp["plain"], 5, [(1.5, add_policy), (3.0, change_config)])
+    generations = {}
+    try:
+        with socket.create_connection(("127.0.0.1", pp["admin"]), timeout=2) as sk:
+            sk.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            body = b""
+            while chunk := sk.recv(65536):
+                body += chunk
+        for line in body.decode(errors="replace").splitlines():
+            if line.startswith(("edgeward_config_generation", "edgeward_policy_generation",
+                                "edgeward_reload_failures_total")):
+                name, _, value = line.rpartition(" ")
+                generations[name] = float(value)
+    except OSError:
+        pass
+    procs.stop("edgeward-reload")
+    procs.stop("reload-origin")
+    return {
+        "requests": len(rows),
+        "errors": sum(1 for _, status, _ in rows if not 200 <= status < 300),
+        "longest_request_ms": max((d for _, _, d in rows), default=0) * 1000,
+        "metrics_after": generations,
+    }
+
+
 def measure(procs, name, work, runner, port, pki):
     pid = procs.live[name].pid
     c0 = cpu_seconds(pid)
@@ -651,6 +798,11 @@ def run_pass(args, procs, n, order):
         log(f"pass {n}: authz {label:>7} policies: {fmt_run(r)} (start {t * 1000:.0f} ms)")
         procs.stop(name)
     procs.stop("origin")
+    # Failover and reload under load: Edgeward alone (the peers' equivalents are not driven).
+    res["failover"] = failover(procs, w, pki, args.policies, args.edgeward, ew_env)
+    log(f"pass {n}: failover: {res['failover']}")
+    res["reload"] = reload_under_load(procs, w, pki, args.policies, args.edgeward, ew_env)
+    log(f"pass {n}: reload: {res['reload']}")
     return res
 
 
@@ -736,6 +888,27 @@ def table(results):
             base = p["authz"].get("default", {}).get("cpu_us_per_req")
             cells.append(f"{(f'{a:.1f}' if a else 'n/a'):>12} {cell(ratio(a, base)):>12}")
         lines.append(f"{label:>10} " + " ".join(cells))
+    lines.append("")
+    lines.append("Edgeward under a fixed load of 2000 req/s (pass 1 / pass 2)")
+
+    def ms(x):
+        return "n/a" if x is None else f"{x:.0f} ms"
+    vals = []
+    for p in passes:
+        f = p.get("failover") or {}
+        vals.append(f"{f.get('errors', 'n/a')} errors of {f.get('requests', 0)}, longest request "
+                    f"{ms(f.get('longest_request_ms'))}, regional endpoint serving "
+                    f"{ms(f.get('first_cloud_after_kill_ms'))} after the kill, site endpoint back "
+                    f"{ms(f.get('local_back_after_restart_ms'))} after its restart")
+    lines.append("  failover (site origin killed, restarted 2 s later): " + " | ".join(vals))
+    vals = []
+    for p in passes:
+        r = p.get("reload") or {}
+        g = r.get("metrics_after", {})
+        vals.append(f"{r.get('errors', 'n/a')} errors of {r.get('requests', 0)}, longest request "
+                    f"{ms(r.get('longest_request_ms'))}, generations config "
+                    f"{g.get('edgeward_config_generation', 'n/a')} policy {g.get('edgeward_policy_generation', 'n/a')}")
+    lines.append("  reload (a policy added, then the config changed, SIGHUP each): " + " | ".join(vals))
     lines.append("")
     lines.append("Raw figures (pass 1 / pass 2)")
     for sname, _, _, _ in scenarios(results["duration_s"], results["oha"]):
