@@ -205,7 +205,7 @@ error_log {d}/error.log warn;
 worker_rlimit_nofile 20000;
 events {{ worker_connections 8192; }}
 http {{
-  {f"log_format t '$msec $uri'; access_log {d}/access.log t;" if access_log else "access_log off;"}
+  access_log off;
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   upstream origin {{
