@@ -665,8 +665,17 @@ fn an_http2_client_that_floods_stream_resets_is_disconnected() {
     let err = ended
         .unwrap()
         .expect_err("the connection must end with an error (GOAWAY)");
+    // The server sends GOAWAY and closes. A client still writing resets then gets a TCP reset
+    // (or a broken pipe), which can drop the GOAWAY from its receive queue before it is read
+    // (seen on a loaded machine): the same verdict, delivered less politely.
+    let reset = err.get_io().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        )
+    });
     assert!(
-        err.is_go_away(),
+        err.is_go_away() || reset,
         "the server must end it with GOAWAY: {err:?}"
     );
     // The proxy still serves everyone else, from the site: the client's resets did not count

@@ -771,7 +771,9 @@ def run_pass(args, procs, n, order):
             res["proxies"][peer]["scenarios"][sname] = r
             log(f"pass {n}: {peer:8} {sname}: {fmt_run(r)}")
     for peer in order:
-        for kind, listener in (("plain", "plain"), ("mtls", "mtls")):
+        # mTLS first, into a process that has not had idle connections yet: the figure the
+        # target is about. The plaintext ones after it may reuse memory the first ones freed.
+        for kind, listener in (("mtls", "mtls"), ("plain", "plain")):
             r = idle_connections(procs.live[peer].pid, ports[peer][listener], pki, kind == "mtls")
             res["proxies"][peer][f"idle_{kind}_conns"] = r
             log(f"pass {n}: {peer:8} {r['conns']} idle {kind} connections: {r['kib_per_conn']:.1f} KiB each, "

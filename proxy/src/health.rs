@@ -30,7 +30,7 @@ pub struct HealthChecker {
 #[async_trait]
 impl BackgroundService for HealthChecker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let connector = Arc::new(Connector::new(None));
+        let connector = Arc::new(Connector::new(Some(upstream::connector_options(16))));
         let mut due: HashMap<(String, usize), Instant> = HashMap::new();
         let mut ticker = tokio::time::interval(TICK);
         loop {

@@ -9,6 +9,8 @@
 //!   the connection is accepted and, for later requests on a kept-alive connection, at the first
 //!   byte of the next request, so idle keep-alive time is not counted (pingora's keep-alive
 //!   timeout governs that). HTTP/2 has its own header list limit and is not wrapped.
+//! - between HTTP/1 requests, a connection waits for the next request without pingora's
+//!   per-request state, so an idle keep-alive connection costs little memory.
 
 mod deadline;
 
@@ -16,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use tokio::sync::Semaphore;
@@ -26,6 +29,9 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use crate::metrics::{ListenerLabels, Metrics};
 pub use deadline::{HeaderDeadline, TIMEOUT_RESPONSE};
+
+/// How long a kept-alive HTTP/1 connection may idle between requests (pingora's default).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// A listener's application behind its connection limit and header deadline.
 pub struct Guarded<A> {
@@ -62,7 +68,7 @@ impl<A> Guarded<A> {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -74,22 +80,78 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             return None;
         };
         self.open.inc();
-        let stream: Stream = if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            stream
-        } else {
-            Box::new(HeaderDeadline::new(
-                stream,
-                self.header_timeout,
-                self.timeouts.clone(),
-            ))
-        };
         // The permit is held until the connection (and every request on it) is done.
-        let out = self.inner.process_new(stream, shutdown).await;
+        let pingora_handles_it = matches!(
+            stream.selected_alpn_proto(),
+            Some(ALPN::H2) | Some(ALPN::Custom(_))
+        ) || self
+            .inner
+            .server_options()
+            .is_some_and(|o| o.h2c || o.force_custom);
+        let out = if pingora_handles_it {
+            ServerApp::process_new(&self.inner, stream, shutdown).await
+        } else {
+            let conn = HeaderDeadline::new(stream, self.header_timeout, self.timeouts.clone());
+            self.serve_http1(conn, shutdown).await;
+            None
+        };
         self.open.dec();
         out
     }
 
     async fn cleanup(&self) {
-        self.inner.cleanup().await
+        self.inner.http_cleanup().await
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
+    /// An HTTP/1 connection, request after request, as pingora's own loop does, except that
+    /// between requests it waits for the next one's first bytes itself: pingora's state for a
+    /// request (tens of KiB) is only created once there is a request, so an idle keep-alive
+    /// connection holds its stream and a 1 KiB read, not a whole request's machinery.
+    async fn serve_http1(&self, mut conn: HeaderDeadline, shutdown: &ShutdownWatch) {
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut first = true;
+        loop {
+            if !first {
+                let mut stop = shutdown.clone();
+                let next = tokio::select! {
+                    next = tokio::time::timeout(KEEPALIVE_IDLE, conn.next_request()) => next,
+                    _ = stop.changed() => return,
+                };
+                match next {
+                    Ok(Ok(true)) => {}
+                    // Closed by the client, failed, or idle past the keep-alive timeout.
+                    Ok(Ok(false)) | Ok(Err(_)) | Err(_) => return,
+                }
+            }
+            let mut session = ServerSession::new_http1(Box::new(conn));
+            match settings.take() {
+                Some(kept) if !first => kept.apply_to_session(&mut session),
+                _ => {
+                    session.set_keepalive_reuses_remaining(
+                        self.inner
+                            .server_options()
+                            .and_then(|o| o.keepalive_request_limit),
+                    );
+                }
+            }
+            if *shutdown.borrow() {
+                // Stop reusing connections once the service is shutting down.
+                session.set_keepalive(None);
+            } else if session.get_keepalive().is_none() {
+                session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
+            }
+            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+                return;
+            };
+            let (stream, kept) = reused.consume();
+            let Ok(back) = stream.into_any().downcast::<HeaderDeadline>() else {
+                return;
+            };
+            conn = *back;
+            settings = kept;
+            first = false;
+        }
     }
 }

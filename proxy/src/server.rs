@@ -174,6 +174,7 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
         ..ServerConf::default()
     };
     conf.upstream_keepalive_pool_size = 256;
+    conf.ca_file = Some(crate::upstream::CONNECTOR_CA_FILE.to_owned());
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let conf = server.configuration.clone();

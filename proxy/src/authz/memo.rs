@@ -49,7 +49,18 @@ impl ContextReads {
             time: false,
             headers: false,
         };
+        // `to_json` parses the policy text again, so it is only asked of policies whose text
+        // names `context` at all, and not once everything is known to be read.
         for policy in set.policies() {
+            if reads == Self::ALL {
+                return reads;
+            }
+            if policy
+                .to_cedar()
+                .is_some_and(|text| !text.contains("context"))
+            {
+                continue;
+            }
             match policy.to_json() {
                 Ok(json) => reads.visit(&json),
                 Err(_) => return Self::ALL,

@@ -67,6 +67,10 @@ fn starts_final_response(buf: &[u8]) -> bool {
         && matches!(buf[9], b'2'..=b'5')
 }
 
+/// How much [`HeaderDeadline::next_request`] reads while waiting for the next request: a
+/// usual request header at once, without holding a larger buffer while a connection idles.
+const NEXT_REQUEST_READ: usize = 1024;
+
 /// A client stream with the header deadline.
 pub struct HeaderDeadline {
     inner: Stream,
@@ -74,6 +78,9 @@ pub struct HeaderDeadline {
     phase: Phase,
     sleep: Pin<Box<Sleep>>,
     timeouts: Counter,
+    /// Bytes read by [`HeaderDeadline::next_request`], handed out before anything else.
+    pending: Vec<u8>,
+    pending_at: usize,
 }
 
 impl HeaderDeadline {
@@ -85,7 +92,29 @@ impl HeaderDeadline {
             phase: Phase::Header { matched: 0 },
             sleep: Box::pin(tokio::time::sleep(timeout)),
             timeouts,
+            pending: Vec::new(),
+            pending_at: 0,
         }
+    }
+
+    /// Waits for the first bytes of the next request on a kept-alive connection and keeps them
+    /// for the next read; `Ok(false)` when the client closed the connection instead. This is
+    /// how an idle connection waits without pingora's per-request state (see `listener.rs`).
+    pub async fn next_request(&mut self) -> std::io::Result<bool> {
+        let mut buf = vec![0u8; NEXT_REQUEST_READ];
+        let n = std::future::poll_fn(|cx| {
+            let mut read = ReadBuf::new(&mut buf);
+            match Pin::new(&mut *self).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(read.filled().len())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        buf.truncate(n);
+        self.pending = buf;
+        self.pending_at = 0;
+        Ok(n > 0)
     }
 
     fn start_clock(&mut self) {
@@ -129,6 +158,17 @@ impl AsyncRead for HeaderDeadline {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.pending_at < this.pending.len() {
+            // Already scanned when they were read.
+            let n = buf.remaining().min(this.pending.len() - this.pending_at);
+            buf.put_slice(&this.pending[this.pending_at..this.pending_at + n]);
+            this.pending_at += n;
+            if this.pending_at == this.pending.len() {
+                this.pending = Vec::new();
+                this.pending_at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
         if let Phase::TimedOut { written } = this.phase {
             return this.poll_timed_out(cx, written);
         }
@@ -276,6 +316,10 @@ impl GetSocketDigest for HeaderDeadline {
 #[async_trait]
 impl Peek for HeaderDeadline {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        if self.pending_at < self.pending.len() {
+            // Bytes already taken off the stream cannot be peeked at there: "not supported".
+            return Ok(false);
+        }
         self.inner.try_peek(buf).await
     }
 }
@@ -308,5 +352,48 @@ mod tests {
         ));
         assert!(!starts_final_response(b"hello world"));
         assert!(!starts_final_response(b"HTTP/1.1"));
+    }
+
+    #[tokio::test]
+    async fn the_next_request_is_waited_for_and_then_read_whole() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
+        let mut conn = HeaderDeadline::new(stream, Duration::from_secs(5), Counter::default());
+
+        let request = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        client.write_all(request).await.unwrap();
+        assert!(conn.next_request().await.unwrap());
+        assert_eq!(
+            conn.phase,
+            Phase::Request,
+            "the bytes waited for were scanned"
+        );
+        let mut got = vec![0u8; request.len()];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, request);
+        assert!(conn.pending.is_empty(), "nothing is held once handed out");
+
+        // More than one read's worth: the rest comes from the stream after the kept bytes.
+        let big = [
+            b"GET /b HTTP/1.1\r\nx-pad: ".as_slice(),
+            &[b'a'; 3000],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        client.write_all(&big).await.unwrap();
+        assert!(conn.next_request().await.unwrap());
+        let mut got = vec![0u8; big.len()];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, big);
+
+        drop(client);
+        assert!(
+            !conn.next_request().await.unwrap(),
+            "a closed connection has no next request"
+        );
     }
 }
