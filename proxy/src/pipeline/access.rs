@@ -66,7 +66,11 @@ pub fn record(p: &Pipeline, session: &Session, e: Option<&Error>, ctx: &RequestC
         );
     }
 
-    // Logged on the node: what was decided and why. Client-controlled text is escaped.
+    // Logged on the node: what was decided and why. Client-controlled text is escaped. The
+    // fields are only put together when access events are logged at all.
+    if !tracing::enabled!(target: "edgeward::access", tracing::Level::INFO) {
+        return;
+    }
     let (policies, errors) = match &ctx.decision {
         Some(d) => (
             d.reasons
