@@ -35,6 +35,26 @@ fn no_transparent_huge_pages() {
 #[cfg(not(target_os = "linux"))]
 fn no_transparent_huge_pages() {}
 
+/// How often a server gives memory freed since (closed connections, say) back to the system.
+const RETURN_FREED_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// mimalloc hands freed pages back to the system a second after they were freed, but only
+/// when some thread allocates through its slow path; a proxy that goes quiet after a burst of
+/// connections would keep their memory. A small thread asks it to, every few seconds.
+fn return_freed_memory() {
+    let spawned = std::thread::Builder::new()
+        .name("memory".into())
+        .spawn(|| loop {
+            std::thread::sleep(RETURN_FREED_EVERY);
+            // SAFETY: mi_collect takes a plain bool and only works on mimalloc's own state;
+            // it may be called from any thread at any time.
+            unsafe { libmimalloc_sys::mi_collect(false) };
+        });
+    if let Err(e) = spawned {
+        eprintln!("warning: freed memory will not be returned to the system: {e}");
+    }
+}
+
 fn main() -> ExitCode {
     no_transparent_huge_pages();
     let cli = cmd::Cli::parse();
@@ -46,6 +66,8 @@ fn main() -> ExitCode {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
+    } else {
+        return_freed_memory();
     }
     match cmd::run(cli) {
         Ok(cmd::Outcome::Done) => ExitCode::SUCCESS,
