@@ -410,17 +410,7 @@ def run_h2load(w, url, duration, conns, streams=1, h1=True, rps=None):
         return r
     r["ok"] = int(m2.group(1))
     r["errors"] = int(m.group(5)) + int(m.group(6)) + int(m.group(7)) + sum(int(m2.group(i)) for i in (2, 3, 4))
-    durations = []
-    try:
-        with open(logf) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) == 3:
-                    durations.append(int(parts[2]))
-        os.unlink(logf)
-    except OSError:
-        pass
-    r.update(percentiles(durations))
+    r.update(percentiles([round(d * 1e6) for _, _, d in request_log(logf)]))
     return r
 
 

@@ -88,6 +88,17 @@ impl fmt::Display for PolicyRef {
     }
 }
 
+/// Every entity type of the schema that the proxy names.
+const ENTITY_TYPES: [&str; 7] = [
+    DEVICE_TYPE,
+    WORKLOAD_TYPE,
+    ANONYMOUS_TYPE,
+    GROUP_TYPE,
+    ROUTE_TYPE,
+    SERVICE_TYPE,
+    ACTION_TYPE,
+];
+
 /// Builds a uid of one of this crate's entity types (the `*_TYPE` constants).
 pub(crate) fn entity_uid(type_name: &'static str, id: &str) -> EntityUid {
     // Only the constants above reach here (a test parses each of them), so the parse cannot
@@ -95,24 +106,16 @@ pub(crate) fn entity_uid(type_name: &'static str, id: &str) -> EntityUid {
     // Parsed once: Cedar's name parser is far too slow for every request.
     static TYPES: std::sync::LazyLock<Vec<(&'static str, EntityTypeName)>> =
         std::sync::LazyLock::new(|| {
-            [
-                DEVICE_TYPE,
-                WORKLOAD_TYPE,
-                ANONYMOUS_TYPE,
-                GROUP_TYPE,
-                ROUTE_TYPE,
-                SERVICE_TYPE,
-                ACTION_TYPE,
-            ]
-            .into_iter()
-            .map(|t| {
-                #[allow(clippy::expect_used)]
-                let parsed = t
-                    .parse::<EntityTypeName>()
-                    .expect("entity type constants are valid Cedar names");
-                (t, parsed)
-            })
-            .collect()
+            ENTITY_TYPES
+                .into_iter()
+                .map(|t| {
+                    #[allow(clippy::expect_used)]
+                    let parsed = t
+                        .parse::<EntityTypeName>()
+                        .expect("entity type constants are valid Cedar names");
+                    (t, parsed)
+                })
+                .collect()
         });
     let ty = match TYPES.iter().find(|(t, _)| *t == type_name) {
         Some((_, parsed)) => parsed.clone(),
@@ -130,16 +133,9 @@ mod tests {
 
     #[test]
     fn entity_type_constants_are_valid_cedar_names() {
-        for ty in [
-            DEVICE_TYPE,
-            WORKLOAD_TYPE,
-            ANONYMOUS_TYPE,
-            GROUP_TYPE,
-            ROUTE_TYPE,
-            SERVICE_TYPE,
-            ACTION_TYPE,
-        ] {
+        for ty in ENTITY_TYPES {
             assert!(ty.parse::<EntityTypeName>().is_ok(), "{ty}");
+            assert_eq!(entity_uid(ty, "x").type_name().to_string(), ty);
         }
     }
 
