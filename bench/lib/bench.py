@@ -191,8 +191,8 @@ http {{
     return ["nginx", "-p", d, "-e", f"{d}/error.log", "-c", path]
 
 
-def nginx_conf(w, ports, origin, pki):
-    d = os.path.join(w, "nginx")
+def nginx_conf(w, ports, origin, pki, backup=None, name="nginx"):
+    d = os.path.join(w, name)
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, "nginx.conf")
     with open(path, "w") as f:
@@ -210,6 +210,7 @@ http {{
   keepalive_timeout 300s;
   upstream origin {{
     server 127.0.0.1:{origin} max_fails=1 fail_timeout=2s;
+    {f"server 127.0.0.1:{backup} backup;" if backup else ""}
     keepalive 256;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
@@ -243,8 +244,8 @@ http {{
     return ["nginx", "-p", d, "-e", f"{d}/error.log", "-c", path]
 
 
-def haproxy_conf(w, ports, origin, pki):
-    d = os.path.join(w, "haproxy")
+def haproxy_conf(w, ports, origin, pki, backup=None, name="haproxy"):
+    d = os.path.join(w, name)
     os.makedirs(d, exist_ok=True)
     combined = os.path.join(d, "proxy.pem")
     with open(combined, "w") as out:
@@ -281,6 +282,12 @@ frontend mtls
 backend origin
   option httpchk GET /healthz
   server origin 127.0.0.1:{origin} check inter 2s fall 1 rise 1
+""")
+        if backup:
+            # The regional fallback; a failed connect is retried on it (redispatch).
+            f.write(f"""  option redispatch 1
+  retries 2
+  server cloud 127.0.0.1:{backup} check inter 2s fall 1 rise 1 backup
 """)
     return ["haproxy", "-db", "-f", path]
 
@@ -553,8 +560,8 @@ def idle_connections(pid, port, pki, tls):
     for s in socks:
         s.close()
     # Allocators return freed memory with some delay (Edgeward's mimalloc: freed pages are
-    # handed back a second after they were freed, checked every 2 s).
-    time.sleep(4.0)
+    # handed back a second after they were freed, checked every 2 s: within 3 s).
+    time.sleep(3.0)
     after = pss_kib(pid)
     n = max(1, len(socks))
     return {"conns": len(socks), "failed": failed, "pss_before_kib": before, "pss_held_kib": held,
@@ -595,33 +602,39 @@ def timed_load(w, port, duration, actions):
     return request_log(logf), t0
 
 
-def failover(procs, w, pki, policies, binary, env):
-    """Edgeward alone: the site's origin is killed under load and started again. Errors, the
-    longest request (the stall), when the regional endpoint took over, and how long after the
-    restart the site's origin served again (from its access log)."""
+def failover(procs, w, pki, policies, binary, env, peer="edgeward"):
+    """One proxy with a second origin as its regional endpoint: the site's origin is killed
+    under load and started again. Errors, the longest request (the stall), when the regional
+    endpoint took over, and how long after the restart the site's origin served again (from
+    the origins' access logs)."""
     local_port, cloud_port = free_port(), free_port()
-    local_argv = origin_conf(w, local_port, name="failover-local", access_log=True)
-    procs.start("failover-local", local_argv, LOAD_CORE)
-    procs.start("failover-cloud", origin_conf(w, cloud_port, name="failover-cloud", access_log=True), LOAD_CORE)
-    wait_first_200(procs.live["failover-local"], local_port, 20)
-    wait_first_200(procs.live["failover-cloud"], cloud_port, 20)
+    local, cloud, name = f"failover-{peer}-local", f"failover-{peer}-cloud", f"{peer}-failover"
+    local_argv = origin_conf(w, local_port, name=local, access_log=True)
+    procs.start(local, local_argv, LOAD_CORE)
+    procs.start(cloud, origin_conf(w, cloud_port, name=cloud, access_log=True), LOAD_CORE)
+    wait_first_200(procs.live[local], local_port, 20)
+    wait_first_200(procs.live[cloud], cloud_port, 20)
     pp = {k: free_port() for k in ("plain", "tls", "mtls", "admin")}
-    argv = edgeward_conf(w, "edgeward-failover", pp, local_port, pki, policies, binary, cloud=cloud_port)
-    start_proxy(procs, "edgeward-failover", argv, pp["plain"], env)
+    if peer == "edgeward":
+        argv, penv = edgeward_conf(w, name, pp, local_port, pki, policies, binary, cloud=cloud_port), env
+    elif peer == "nginx":
+        argv, penv = nginx_conf(w, pp, local_port, pki, backup=cloud_port, name=name), None
+    else:
+        argv, penv = haproxy_conf(w, pp, local_port, pki, backup=cloud_port, name=name), None
+    start_proxy(procs, name, argv, pp["plain"], penv)
     marks = {}
 
     def kill():
         marks["killed"] = time.time()
-        procs.stop("failover-local")
+        procs.stop(local)
 
     def restart():
         marks["restarted"] = time.time()
-        procs.start("failover-local", local_argv, LOAD_CORE)
+        procs.start(local, local_argv, LOAD_CORE)
 
-    rows, t0 = timed_load(w, pp["plain"], 8, [(2.0, kill), (4.0, restart)])
-    procs.stop("edgeward-failover")
-    procs.stop("failover-local")
-    procs.stop("failover-cloud")
+    rows, t0 = timed_load(w, pp["plain"], 7, [(1.5, kill), (3.5, restart)])
+    for p in (name, local, cloud):
+        procs.stop(p)
 
     def served(origin):
         """When the origin answered proxied requests (its health checks left out)."""
@@ -631,8 +644,8 @@ def failover(procs, w, pki, policies, binary, env):
             return [float(r[0]) for r in rows if len(r) == 2 and r[1] != "/healthz"]
         except (OSError, ValueError):
             return []
-    back = [t for t in served("failover-local") if t > marks.get("restarted", 1e18)]
-    cloud_times = [t for t in served("failover-cloud") if t > marks.get("killed", 0)]
+    back = [t for t in served(local) if t > marks.get("restarted", 1e18)]
+    cloud_times = [t for t in served(cloud) if t > marks.get("killed", 0)]
     return {
         "requests": len(rows),
         "errors": sum(1 for _, status, _ in rows if not 200 <= status < 300),
@@ -792,9 +805,14 @@ def run_pass(args, procs, n, order):
         log(f"pass {n}: authz {label:>7} policies: {fmt_run(r)} (start {t * 1000:.0f} ms)")
         procs.stop(name)
     procs.stop("origin")
-    # Failover and reload under load: Edgeward alone (the peers' equivalents are not driven).
+    # Failover under load for all three; reload under load for Edgeward.
     res["failover"] = failover(procs, w, pki, args.policies, args.edgeward, ew_env)
     log(f"pass {n}: failover: {res['failover']}")
+    res["failover_peers"] = {}
+    # The peers once (pass 1), to keep the whole run under five minutes.
+    for peer in (("nginx", "haproxy") if n == 1 else ()):
+        res["failover_peers"][peer] = failover(procs, w, pki, args.policies, args.edgeward, ew_env, peer)
+        log(f"pass {n}: failover {peer}: {res['failover_peers'][peer]}")
     res["reload"] = reload_under_load(procs, w, pki, args.policies, args.edgeward, ew_env)
     log(f"pass {n}: reload: {res['reload']}")
     return res
@@ -883,18 +901,23 @@ def table(results):
             cells.append(f"{(f'{a:.1f}' if a else 'n/a'):>12} {cell(ratio(a, base)):>12}")
         lines.append(f"{label:>10} " + " ".join(cells))
     lines.append("")
-    lines.append("Edgeward under a fixed load of 2000 req/s (pass 1 / pass 2)")
+    lines.append("Under a fixed load of 2000 req/s (pass 1 / pass 2)")
 
     def ms(x):
         return "n/a" if x is None else f"{x:.0f} ms"
-    vals = []
-    for p in passes:
-        f = p.get("failover") or {}
-        vals.append(f"{f.get('errors', 'n/a')} errors of {f.get('requests', 0)}, longest request "
-                    f"{ms(f.get('longest_request_ms'))}, regional endpoint serving "
-                    f"{ms(f.get('first_cloud_after_kill_ms'))} after the kill, site endpoint back "
-                    f"{ms(f.get('local_back_after_restart_ms'))} after its restart")
-    lines.append("  failover (site origin killed, restarted 2 s later): " + " | ".join(vals))
+    lines.append("  failover (site origin killed, restarted 2 s later):")
+    for peer in PEERS:
+        vals = []
+        for p in passes:
+            f = p.get("failover") if peer == "edgeward" else (p.get("failover_peers") or {}).get(peer)
+            if not f:
+                vals.append("not run in this pass")
+                continue
+            vals.append(f"{f.get('errors', 'n/a')} errors of {f.get('requests', 0)}, longest request "
+                        f"{ms(f.get('longest_request_ms'))}, regional endpoint serving "
+                        f"{ms(f.get('first_cloud_after_kill_ms'))} after the kill, site endpoint back "
+                        f"{ms(f.get('local_back_after_restart_ms'))} after its restart")
+        lines.append(f"    {peer:9} " + " | ".join(vals))
     vals = []
     for p in passes:
         r = p.get("reload") or {}
@@ -902,7 +925,7 @@ def table(results):
         vals.append(f"{r.get('errors', 'n/a')} errors of {r.get('requests', 0)}, longest request "
                     f"{ms(r.get('longest_request_ms'))}, generations config "
                     f"{g.get('edgeward_config_generation', 'n/a')} policy {g.get('edgeward_policy_generation', 'n/a')}")
-    lines.append("  reload (a policy added, then the config changed, SIGHUP each): " + " | ".join(vals))
+    lines.append("  reload, Edgeward (a policy added, then the config changed, SIGHUP each): " + " | ".join(vals))
     lines.append("")
     lines.append("Raw figures (pass 1 / pass 2)")
     for sname, _, _, _ in scenarios(results["duration_s"], results["oha"]):
