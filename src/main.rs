@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: the proxy allocates and frees many small objects per
-/// request on a few threads, where mimalloc is cheaper. (It does not yet give the memory of
-/// closed connections back to the system within the bench's one second; see bench/README.md.)
+/// request on a few threads, where mimalloc is cheaper. Servers also run
+/// [`return_freed_memory`], so the memory of closed connections goes back to the system.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

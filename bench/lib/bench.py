@@ -249,8 +249,8 @@ def haproxy_conf(w, ports, origin, pki, backup=None, name="haproxy"):
     os.makedirs(d, exist_ok=True)
     combined = os.path.join(d, "proxy.pem")
     with open(combined, "w") as out:
-        for name in ("proxy.crt", "proxy.key"):
-            with open(os.path.join(pki, name)) as f:
+        for part in ("proxy.crt", "proxy.key"):
+            with open(os.path.join(pki, part)) as f:
                 out.write(f.read())
     path = os.path.join(d, "haproxy.cfg")
     with open(path, "w") as f:
