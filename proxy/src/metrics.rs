@@ -3,7 +3,9 @@
 //! Labels carry only route, cluster, endpoint and certificate names from config, decisions,
 //! status classes and tiers: never paths, client addresses or identities.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -89,6 +91,69 @@ pub struct Metrics {
     pub control_connected: Gauge,
     pub telemetry_queued: Gauge,
     pub telemetry_dropped: Gauge,
+    /// Per route name, the handles a request counts itself with (see [`RouteMetrics`]).
+    routes: RwLock<HashMap<String, Arc<RouteMetrics>>>,
+}
+
+/// The per-request metrics of one route, found once per request by the route's name. Counting
+/// through these handles builds no label strings and hashes nothing: the handles are the
+/// families' own entries, created on first use.
+pub struct RouteMetrics {
+    route: String,
+    requests_family: Family<RequestLabels, Counter>,
+    decisions_family: Family<DecisionLabels, Counter>,
+    /// The route's request duration histogram.
+    pub latency: Histogram,
+    /// (decision, status class, tier) -> counter; a route sees a handful of these.
+    requests: Mutex<Vec<(RequestKey, Counter)>>,
+    /// Indexed by [`RouteMetrics::decision_index`].
+    decisions: Mutex<[Option<Counter>; 4]>,
+}
+
+/// The labels of `edgeward_requests_total` besides the route, all from fixed sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestKey {
+    pub decision: &'static str,
+    pub status_class: &'static str,
+    pub tier: &'static str,
+}
+
+impl RouteMetrics {
+    /// Counts one request.
+    pub fn request(&self, key: RequestKey) {
+        let mut known = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = known.iter().find(|(k, _)| *k == key) {
+            c.inc();
+            return;
+        }
+        let counter = self
+            .requests_family
+            .get_or_create(&RequestLabels {
+                route: self.route.clone(),
+                decision: key.decision.to_owned(),
+                status_class: key.status_class.to_owned(),
+                tier: key.tier.to_owned(),
+            })
+            .clone();
+        counter.inc();
+        known.push((key, counter));
+    }
+
+    /// Counts one authorization decision.
+    pub fn decision(&self, allowed: bool, enforce: bool) {
+        let i = usize::from(allowed) * 2 + usize::from(enforce);
+        let mut known = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+        let counter = known[i].get_or_insert_with(|| {
+            self.decisions_family
+                .get_or_create(&DecisionLabels {
+                    route: self.route.clone(),
+                    decision: if allowed { "allow" } else { "deny" }.into(),
+                    mode: if enforce { "enforce" } else { "audit" }.into(),
+                })
+                .clone()
+        });
+        counter.inc();
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -220,6 +285,7 @@ impl Default for Metrics {
             control_connected,
             telemetry_queued,
             telemetry_dropped,
+            routes: RwLock::default(),
         }
     }
 }
@@ -231,6 +297,37 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The per-request metrics of the route named `route` (`none` for requests without one).
+    pub fn route(&self, route: &str) -> Arc<RouteMetrics> {
+        if let Some(m) = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(route)
+        {
+            return m.clone();
+        }
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        routes
+            .entry(route.to_owned())
+            .or_insert_with(|| {
+                Arc::new(RouteMetrics {
+                    route: route.to_owned(),
+                    requests_family: self.requests.clone(),
+                    decisions_family: self.decisions.clone(),
+                    latency: self
+                        .latency
+                        .get_or_create(&RouteLabels {
+                            route: route.to_owned(),
+                        })
+                        .clone(),
+                    requests: Mutex::default(),
+                    decisions: Mutex::default(),
+                })
+            })
+            .clone()
     }
 
     /// Counts a reload outcome.

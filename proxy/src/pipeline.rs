@@ -19,6 +19,7 @@ use pingora::proxy::{ProxyHttp, Session};
 use crate::authz::Decision;
 use crate::balance::{EndpointId, OutstandingGuard, Tier};
 use crate::config::{ListenerKind, Route};
+use crate::metrics::RouteMetrics;
 use crate::state::{ClusterRuntime, Shared, Snapshot};
 use edgeward_certs::SpiffeId;
 
@@ -29,7 +30,9 @@ pub const PEER_ID_HEADER: &str = "x-edgeward-peer-id";
 pub struct RequestCtx {
     pub snapshot: Arc<Snapshot>,
     pub started: Instant,
-    pub route: Option<Route>,
+    pub route: Option<Arc<Route>>,
+    /// The route's metric handles (or `none`'s), once the route is known.
+    pub metrics: Option<Arc<RouteMetrics>>,
     pub cluster: Option<Arc<ClusterRuntime>>,
     pub identity: Option<SpiffeId>,
     pub decision: Option<Arc<Decision>>,
@@ -37,6 +40,9 @@ pub struct RequestCtx {
     pub outcome: &'static str,
     pub canonical_host: String,
     pub canonical_target: String,
+    /// Whether the upstream request needs `canonical_target` as its target (it differs from
+    /// what the client sent, or the client sent an absolute form).
+    pub rewrite_target: bool,
     pub canonical_path: String,
     pub endpoint: Option<EndpointId>,
     pub tier: Option<Tier>,
@@ -45,7 +51,7 @@ pub struct RequestCtx {
     pub attempts: u32,
     pub has_body: bool,
     pub body_seen: u64,
-    pub tls_version: String,
+    pub tls_version: &'static str,
     pub upgrade: bool,
     pub status: u16,
 }
@@ -66,12 +72,14 @@ impl ProxyHttp for Pipeline {
             snapshot: self.shared.snapshot(),
             started: Instant::now(),
             route: None,
+            metrics: None,
             cluster: None,
             identity: None,
             decision: None,
             outcome: "refused",
             canonical_host: String::new(),
             canonical_target: String::new(),
+            rewrite_target: true,
             canonical_path: String::new(),
             endpoint: None,
             tier: None,
@@ -80,7 +88,7 @@ impl ProxyHttp for Pipeline {
             attempts: 0,
             has_body: false,
             body_seen: 0,
-            tls_version: String::new(),
+            tls_version: "",
             upgrade: false,
             status: 0,
         }

@@ -6,6 +6,7 @@
 //! values authorization sees.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::Route;
 use crate::request::{
@@ -26,7 +27,8 @@ pub enum RequestError {
 /// The routes of one config, indexed for matching.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
-    routes: Vec<Route>,
+    /// Shared with the requests they serve (a request keeps its route without copying it).
+    routes: Vec<Arc<Route>>,
     /// Route indexes per host name, longest prefix first.
     by_host: HashMap<String, Vec<usize>>,
     /// Routes for any host, longest prefix first.
@@ -55,14 +57,14 @@ impl RouteTable {
         by_host.values_mut().for_each(longest_first);
         longest_first(&mut wildcard);
         Self {
-            routes: routes.to_vec(),
+            routes: routes.iter().cloned().map(Arc::new).collect(),
             by_host,
             wildcard,
         }
     }
 
     /// The route for a canonical host and path, if any. The port plays no part.
-    pub fn match_route(&self, host: &CanonicalHost, path: &str) -> Option<&Route> {
+    pub fn match_route(&self, host: &CanonicalHost, path: &str) -> Option<&Arc<Route>> {
         let find = |list: &[usize]| {
             list.iter()
                 .map(|i| &self.routes[*i])
@@ -85,7 +87,7 @@ impl RouteTable {
         &self,
         host: &CanonicalHost,
         raw_target: &str,
-    ) -> Result<(CanonicalTarget, &Route), RequestError> {
+    ) -> Result<(CanonicalTarget, &Arc<Route>), RequestError> {
         let strict = canonicalize_target(raw_target, false);
         let target = match strict {
             Ok(t) => t,

@@ -7,6 +7,7 @@
 //! exactly the facts the proxy would build. Nothing here reads a socket or the clock.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use edgeward_certs::SpiffeId;
 
@@ -80,7 +81,7 @@ pub fn node_locality(config: &Config) -> Locality {
 pub fn route_request<'c>(
     table: &'c RouteTable,
     request: &RawRequest<'_>,
-) -> Result<(CanonicalHost, CanonicalTarget, &'c Route), FactsError> {
+) -> Result<(CanonicalHost, CanonicalTarget, &'c Arc<Route>), FactsError> {
     let host = resolve_authority(
         request.host_headers,
         request.authority,

@@ -8,14 +8,18 @@ use async_trait::async_trait;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
 use rustls::pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
 
 /// What the handshake left for the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct PeerCert {
     /// The chain the client presented (leaf first); empty on server-only TLS.
     pub chain: Vec<CertificateDer<'static>>,
+    /// SHA-256 of the leaf, the key of the trust store's per-certificate answers (computed
+    /// once per connection rather than per request).
+    pub leaf_sha256: Option<[u8; 32]>,
     /// The negotiated protocol version, e.g. `TLSv1_3`.
-    pub version: String,
+    pub version: &'static str,
 }
 
 /// The handshake callbacks of TLS listeners.
@@ -31,9 +35,13 @@ impl TlsAccept for PeerCallbacks {
             .peer_cert_chain_der()
             .map(|c| c.to_vec())
             .unwrap_or_default();
+        let leaf_sha256 = chain
+            .first()
+            .map(|leaf| Sha256::digest(leaf.as_ref()).into());
         let peer = PeerCert {
             chain,
-            version: tls.version().unwrap_or_default().to_owned(),
+            leaf_sha256,
+            version: tls.version().unwrap_or_default(),
         };
         Some(Arc::new(peer))
     }

@@ -24,7 +24,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-use super::IdentityError;
+use super::{IdentityError, PeerCert};
 use crate::config::TrustDomainConfig;
 
 /// The most verification results kept; the cache is cleared when it is full.
@@ -211,7 +211,25 @@ impl TrustStore {
         now_unix: i64,
     ) -> Result<SpiffeId, String> {
         let leaf = chain.first().ok_or("no client certificate")?;
-        let key: [u8; 32] = Sha256::digest(leaf.as_ref()).into();
+        self.check_keyed(chain, Sha256::digest(leaf.as_ref()).into(), now_unix)
+    }
+
+    /// [`TrustStore::check`] of the chain a connection's handshake captured, whose leaf hash
+    /// was computed then.
+    pub fn check_peer(&self, peer: &PeerCert, now_unix: i64) -> Result<SpiffeId, String> {
+        match peer.leaf_sha256 {
+            Some(key) if !peer.chain.is_empty() => self.check_keyed(&peer.chain, key, now_unix),
+            _ => Err("no client certificate".into()),
+        }
+    }
+
+    fn check_keyed(
+        &self,
+        chain: &[CertificateDer<'static>],
+        key: [u8; 32],
+        now_unix: i64,
+    ) -> Result<SpiffeId, String> {
+        let leaf = &chain[0];
         let material = self.current();
 
         // The common case: this certificate was verified under the current generation.

@@ -5,7 +5,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{Pipeline, RequestCtx};
-use crate::metrics::{RequestLabels, RouteLabels};
+use crate::metrics::RequestKey;
 
 /// Logs the access event and counts the request.
 pub fn record(p: &Pipeline, session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
@@ -20,11 +20,6 @@ pub fn record(p: &Pipeline, session: &Session, e: Option<&Error>, ctx: &RequestC
         } else {
             0
         });
-    let route = ctx
-        .route
-        .as_ref()
-        .map(|r| r.name.as_str().to_owned())
-        .unwrap_or_else(|| "none".into());
     let tier = ctx.tier.map(|t| t.as_str()).unwrap_or("none");
     let elapsed = ctx.started.elapsed();
 
@@ -37,27 +32,26 @@ pub fn record(p: &Pipeline, session: &Session, e: Option<&Error>, ctx: &RequestC
         500..=599 => "5xx",
         _ => "none",
     };
-    p.shared
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route.clone(),
-            decision: ctx.outcome.to_owned(),
-            status_class: class.to_owned(),
-            tier: tier.to_owned(),
-        })
-        .inc();
-    p.shared
-        .metrics
-        .latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
+    let metrics = match &ctx.metrics {
+        Some(m) => m.clone(),
+        None => p.shared.metrics.route("none"),
+    };
+    metrics.request(RequestKey {
+        decision: ctx.outcome,
+        status_class: class,
+        tier,
+    });
+    metrics.latency.observe(elapsed.as_secs_f64());
+    let route = || {
+        ctx.route
+            .as_ref()
+            .map(|r| r.name.as_str())
+            .unwrap_or("none")
+    };
     if p.shared.telemetry.enabled() {
         p.shared.telemetry.record_request(
             crate::telemetry::RequestKey {
-                route: route.clone(),
+                route: route().to_owned(),
                 decision: ctx.outcome.to_owned(),
                 status_class: class.to_owned(),
                 tier: tier.to_owned(),
@@ -95,7 +89,7 @@ pub fn record(p: &Pipeline, session: &Session, e: Option<&Error>, ctx: &RequestC
         method = %req.method,
         host = ?ctx.canonical_host,
         path = ?ctx.canonical_path,
-        route = %route,
+        route = %route(),
         decision = ctx.outcome,
         policies = %policies,
         errors = %errors,

@@ -2,16 +2,19 @@
 //! message framing (RFC 9112 section 6), the canonical host and path (once, shared by routing
 //! and authorization), the route, the peer's identity, and the Cedar decision.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{Pipeline, RequestCtx};
-use crate::authz::{select_headers, Locality, RequestFacts, TlsFacts};
+use crate::authz::facts::{build_facts, route_request, FactsError, RawRequest};
+use crate::authz::TlsFacts;
 use crate::config::{ListenerKind, Mode};
 use crate::identity::PeerCert;
-use crate::request::resolve_authority;
+use crate::request::CanonicalTarget;
 use crate::route::RequestError;
 
 /// Runs admission; `Ok(true)` means the request was answered here.
@@ -35,60 +38,9 @@ pub async fn admit(p: &Pipeline, session: &mut Session, ctx: &mut RequestCtx) ->
             return reply(session, ctx, 400, "bad request framing\n").await;
         }
     }
-    ctx.has_body = has_body(session);
+    let declared_length = content_length(session);
+    ctx.has_body = has_body(session, declared_length);
     ctx.upgrade = session.is_upgrade_req();
-
-    // The canonical host: one Host, agreeing with :authority or an absolute-form target.
-    let req = session.req_header();
-    let hosts: Vec<&str> = req
-        .headers
-        .get_all(http::header::HOST)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("\u{0}"))
-        .collect();
-    let authority = req.uri.authority().map(|a| a.as_str().to_owned());
-    let host = match resolve_authority(&hosts, authority.as_deref(), tls) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::debug!(error = %e, "bad host");
-            ctx.outcome = "bad-host";
-            return reply(session, ctx, 400, "bad host\n").await;
-        }
-    };
-
-    // The canonical path and the route, from the same values.
-    let raw_target = match req.uri.path_and_query() {
-        Some(pq) if req.uri.authority().is_some() => pq.as_str().to_owned(),
-        _ => String::from_utf8_lossy(req.raw_path()).into_owned(),
-    };
-    let (target, route) = match snapshot.routes.canonicalize_and_match(&host, &raw_target) {
-        Ok((t, r)) => (t, r.clone()),
-        Err(RequestError::NoRoute) => {
-            ctx.outcome = "no-route";
-            return reply(session, ctx, 404, "no route\n").await;
-        }
-        Err(RequestError::Path(e)) => {
-            tracing::debug!(error = %e, "bad path");
-            ctx.outcome = "bad-path";
-            return reply(session, ctx, 400, "bad path\n").await;
-        }
-    };
-    ctx.canonical_host = host.to_string();
-    ctx.canonical_path = target.path.clone();
-    ctx.canonical_target = match &target.query {
-        Some(q) => format!("{}?{q}", target.path),
-        None => target.path.clone(),
-    };
-    ctx.cluster = snapshot.clusters.get(route.cluster.as_str()).cloned();
-
-    // A declared body over the route's limit is refused before it is read.
-    if let Some(len) = content_length(session) {
-        if len > route.max_body_bytes.get() {
-            ctx.route = Some(route);
-            ctx.outcome = "body-too-large";
-            return reply(session, ctx, 413, "request body too large\n").await;
-        }
-    }
 
     // The peer: on mTLS listeners, its chain is checked against the trust material in force
     // now, so a resumed session of a since-revoked client does not get in.
@@ -96,56 +48,111 @@ pub async fn admit(p: &Pipeline, session: &mut Session, ctx: &mut RequestCtx) ->
     let peer = session
         .digest()
         .and_then(|d| d.ssl_digest.as_ref())
-        .and_then(|s| s.extension.get::<PeerCert>())
-        .cloned();
-    ctx.tls_version = peer.as_ref().map(|p| p.version.clone()).unwrap_or_default();
-    if p.listener == ListenerKind::Mtls {
-        let chain = peer.as_ref().map(|p| p.chain.as_slice()).unwrap_or(&[]);
-        match p.shared.trust.check(chain, now) {
-            Ok(id) => ctx.identity = Some(id),
-            Err(reason) => {
-                tracing::info!(listener = %p.listener_name, reason = %reason, "peer no longer trusted; closing");
-                ctx.route = Some(route);
-                ctx.outcome = "untrusted-peer";
-                return reply(session, ctx, 403, "forbidden\n").await;
-            }
+        .and_then(|s| s.extension.get::<PeerCert>());
+    ctx.tls_version = peer.map(|p| p.version).unwrap_or_default();
+    let checked = match p.listener {
+        ListenerKind::Mtls => Some(match peer {
+            Some(peer) => p.shared.trust.check_peer(peer, now),
+            None => Err("no client certificate".to_owned()),
+        }),
+        _ => None,
+    };
+
+    // The canonical host (one Host, agreeing with :authority or an absolute-form target), the
+    // canonical target and the route, then the facts: the functions `edgeward policy` uses.
+    let routed = {
+        let req = session.req_header();
+        let host_headers: Vec<&str> = req
+            .headers
+            .get_all(http::header::HOST)
+            .iter()
+            .take(2)
+            .map(|v| v.to_str().unwrap_or("\u{0}"))
+            .collect();
+        let raw_target = match req.uri.path_and_query() {
+            Some(pq) if req.uri.authority().is_some() => Cow::Borrowed(pq.as_str()),
+            _ => String::from_utf8_lossy(req.raw_path()),
+        };
+        let context_headers: Vec<(&str, &str)> = if snapshot.config.authz.context_headers.is_empty()
+        {
+            Vec::new()
+        } else {
+            req.headers
+                .iter()
+                .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+                .collect()
+        };
+        let raw = RawRequest {
+            identity: checked.as_ref().and_then(|c| c.as_ref().ok()).cloned(),
+            method: req.method.as_str(),
+            host_headers: &host_headers,
+            authority: req.uri.authority().map(|a| a.as_str()),
+            target: &raw_target,
+            tls_listener: tls,
+            peer_ip: peer_ip(session),
+            tls: TlsFacts {
+                version: ctx.tls_version.into(),
+                mtls: matches!(checked, Some(Ok(_))),
+                alpn: match (tls, session.is_http2()) {
+                    (false, _) => "",
+                    (true, true) => "h2",
+                    (true, false) => "http/1.1",
+                }
+                .into(),
+            },
+            headers: &context_headers,
+            now_unix: now,
+        };
+        route_request(&snapshot.routes, &raw).map(|(host, target, route)| {
+            let facts = build_facts(&snapshot.config, &host, &target, route, &raw);
+            // An absolute-form target (and HTTP/2's) always goes upstream in origin-form.
+            let unchanged = req.uri.authority().is_none() && same_target(&raw_target, &target);
+            (target, route.clone(), facts, unchanged)
+        })
+    };
+    let (target, route, facts, unchanged) = match routed {
+        Ok(routed) => routed,
+        Err(FactsError::Host(e)) => {
+            tracing::debug!(error = %e, "bad host");
+            ctx.outcome = "bad-host";
+            return reply(session, ctx, 400, "bad host\n").await;
         }
+        Err(FactsError::Request(RequestError::NoRoute)) => {
+            ctx.outcome = "no-route";
+            return reply(session, ctx, 404, "no route\n").await;
+        }
+        Err(FactsError::Request(RequestError::Path(e))) => {
+            tracing::debug!(error = %e, "bad path");
+            ctx.outcome = "bad-path";
+            return reply(session, ctx, 400, "bad path\n").await;
+        }
+    };
+    // The target goes upstream rewritten only when canonicalization changed it.
+    ctx.rewrite_target = !unchanged;
+    ctx.canonical_host = facts.host.clone();
+    ctx.canonical_target = match &target.query {
+        Some(q) => format!("{}?{q}", target.path),
+        None => target.path.clone(),
+    };
+    ctx.canonical_path = target.path;
+    ctx.cluster = snapshot.clusters.get(route.cluster.as_str()).cloned();
+    ctx.metrics = Some(p.shared.metrics.route(route.name.as_str()));
+    ctx.route = Some(route.clone());
+
+    // A declared body over the route's limit is refused before it is read.
+    if declared_length.is_some_and(|len| len > route.max_body_bytes.get()) {
+        ctx.outcome = "body-too-large";
+        return reply(session, ctx, 413, "request body too large\n").await;
     }
 
+    if let Some(Err(reason)) = checked {
+        tracing::info!(listener = %p.listener_name, reason = %reason, "peer no longer trusted; closing");
+        ctx.outcome = "untrusted-peer";
+        return reply(session, ctx, 403, "forbidden\n").await;
+    }
+    ctx.identity = facts.identity.clone();
+
     // Authorization: default deny, any error denies, audit lets a deny through.
-    let node = &snapshot.config.node.locality;
-    let facts = RequestFacts {
-        identity: ctx.identity.clone(),
-        method: session.req_header().method.as_str().to_owned(),
-        host: host.hostname().to_owned(),
-        path: target.path.clone(),
-        route: route.name.as_str().to_owned(),
-        service: route.service.as_str().to_owned(),
-        node: Locality {
-            site: node.site.as_str().to_owned(),
-            zone: node.zone.as_str().to_owned(),
-            region: node.region.as_str().to_owned(),
-        },
-        peer_ip: peer_ip(session),
-        tls: TlsFacts {
-            version: ctx.tls_version.clone(),
-            mtls: ctx.identity.is_some(),
-            alpn: match (tls, session.is_http2()) {
-                (false, _) => String::new(),
-                (true, true) => "h2".into(),
-                (true, false) => "http/1.1".into(),
-            },
-        },
-        now_unix: now,
-        headers: select_headers(
-            &snapshot.config.authz.context_headers,
-            session
-                .req_header()
-                .headers
-                .iter()
-                .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v))),
-        ),
-    };
     let policies = p.shared.policies.current();
     let decision =
         p.shared
@@ -159,25 +166,26 @@ pub async fn admit(p: &Pipeline, session: &mut Session, ctx: &mut RequestCtx) ->
         (false, Mode::Enforce) => "deny",
         (false, Mode::Audit) => "audit-deny",
     };
-    p.shared
-        .metrics
-        .decisions
-        .get_or_create(&crate::metrics::DecisionLabels {
-            route: route.name.as_str().to_owned(),
-            decision: if allowed { "allow" } else { "deny" }.into(),
-            mode: match mode {
-                Mode::Enforce => "enforce",
-                Mode::Audit => "audit",
-            }
-            .into(),
-        })
-        .inc();
-    ctx.route = Some(route);
+    if let Some(m) = &ctx.metrics {
+        m.decision(allowed, mode == Mode::Enforce);
+    }
     if !allowed && mode == Mode::Enforce {
         // The body names no policy; the access log has the reasons.
         return reply(session, ctx, 403, "forbidden\n").await;
     }
     Ok(false)
+}
+
+/// Whether the canonical target is the received one, byte for byte (origin-form only).
+fn same_target(raw: &str, target: &CanonicalTarget) -> bool {
+    match raw.strip_prefix(target.path.as_str()) {
+        Some("") => target.query.is_none(),
+        Some(rest) => target
+            .query
+            .as_deref()
+            .is_some_and(|q| rest.strip_prefix('?') == Some(q)),
+        None => false,
+    }
 }
 
 /// Answers locally. A request with a body gets its connection closed, so an unread body is
@@ -189,7 +197,7 @@ pub async fn reply(
     body: &'static str,
 ) -> Result<bool> {
     ctx.status = status;
-    let close = ctx.has_body || has_body(session) || status == 400;
+    let close = ctx.has_body || has_body(session, content_length(session)) || status == 400;
     if close {
         session.set_keepalive(None);
     }
@@ -284,10 +292,12 @@ fn content_length(session: &Session) -> Option<u64> {
         .and_then(|s| s.parse().ok())
 }
 
-fn has_body(session: &Session) -> bool {
-    let h = &session.req_header().headers;
-    h.contains_key(http::header::TRANSFER_ENCODING)
-        || content_length(session).is_some_and(|n| n > 0)
+fn has_body(session: &Session, content_length: Option<u64>) -> bool {
+    content_length.is_some_and(|n| n > 0)
+        || session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING)
 }
 
 fn peer_ip(session: &Session) -> std::net::IpAddr {
