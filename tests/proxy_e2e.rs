@@ -547,6 +547,64 @@ region = "eu-central"
 }
 
 #[test]
+fn an_http2_upstream_gets_te_trailers_and_no_hop_by_hop_field() {
+    let echo = support::h2echo::H2Echo::start();
+    let site = Site::start_extra(&format!(
+        r#"
+[[routes]]
+name = "h2"
+path_prefix = "/h2"
+cluster = "h2"
+
+[[clusters]]
+name = "h2"
+http2 = true
+[[clusters.endpoints]]
+address = "127.0.0.1:{}"
+site = "berlin"
+zone = "eu-central-a"
+region = "eu-central"
+"#,
+        echo.port
+    ));
+    let a = curl(
+        &site.client(&site.device),
+        &[
+            "--http1.1",
+            "-H",
+            "TE: trailers",
+            "-H",
+            "Connection: x-secret",
+            "-H",
+            "x-secret: 1",
+            "-H",
+            "Keep-Alive: timeout=5",
+            "-H",
+            "x-edgeward-peer-id: spiffe://acme.example/forged",
+        ],
+        &site.url("/h2/x"),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.header("x-served-by").as_deref(), Some("h2echo"), "{a:?}");
+    let seen: Vec<&str> = a.body.lines().collect();
+    // gRPC needs `te: trailers` end to end (RFC 9113 section 8.2.2 keeps it).
+    assert!(seen.contains(&"te: trailers"), "{}", a.body);
+    assert!(
+        seen.contains(&format!("x-edgeward-peer-id: {}", pki::DEVICE_ID).as_str()),
+        "{}",
+        a.body
+    );
+    for gone in [
+        "x-secret:",
+        "keep-alive:",
+        "connection:",
+        "spiffe://acme.example/forged",
+    ] {
+        assert!(!a.body.contains(gone), "{gone} forwarded:\n{}", a.body);
+    }
+}
+
+#[test]
 fn a_websocket_upgrade_is_tunnelled_once_the_upstream_accepted_it() {
     let site = Site::start();
     let mut tls = raw::connect(site.port, site.ca(), &site.device.0, &site.device.1);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::protocols::tls::CaType;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use pingora::utils::tls::WrappedX509;
 
 use pingora::protocols::Digest;
@@ -75,6 +75,11 @@ pub fn peer_for(
     if http2 {
         peer.options.set_http_version(2, 2);
     }
+    // Hop-by-hop fields, and the fields the client's `Connection` nominates, are removed by
+    // pingora before `upstream_request_filter` runs (a request nominating `Host` or a
+    // forwarding field is refused); only a WebSocket upgrade is passed on. The pipeline's
+    // header rewriting relies on it (see `pipeline::headers`).
+    peer.options.http_upstream_request_policy = HttpUpstreamRequestPolicy::standard();
     peer.options.connection_timeout = Some(timeouts.connect);
     peer.options.total_connection_timeout = Some(timeouts.connect + Duration::from_secs(1));
     peer.options.read_timeout = Some(timeouts.request);

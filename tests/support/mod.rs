@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod h2echo;
 pub mod pki;
 pub mod procs;
 pub mod raw;

@@ -2,6 +2,7 @@
 //! and policy saw), the identity header set by the proxy alone, forwarding headers set by the
 //! proxy, and no hop-by-hop header in either direction (RFC 9110 section 7.6.1).
 
+use http::header::{self, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -10,16 +11,20 @@ use super::{Pipeline, RequestCtx, PEER_ID_HEADER};
 use crate::config::ListenerKind;
 
 /// Hop-by-hop fields; message framing (`transfer-encoding`, `content-length`) is left to
-/// pingora, which frames each side itself.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+/// pingora, which frames each side itself. As header names, so that looking them up parses
+/// nothing.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
+
+/// [`PEER_ID_HEADER`] as a header name.
+const PEER_ID: HeaderName = HeaderName::from_static(PEER_ID_HEADER);
 
 /// Fields a `Connection` header may not remove: the proxy needs them to frame and route.
 const PROTECTED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
@@ -31,25 +36,36 @@ pub fn rewrite_request(
     req: &mut RequestHeader,
     ctx: &RequestCtx,
 ) -> Result<()> {
-    // The canonical target and host.
-    let uri: http::Uri = ctx
-        .canonical_target
-        .parse()
-        .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "canonical target is not a URI"))?;
-    req.set_uri(uri);
-    req.insert_header(http::header::HOST, &ctx.canonical_host)?;
+    // The canonical target and host, where they differ from what the client sent.
+    if ctx.rewrite_target {
+        let uri: http::Uri = ctx.canonical_target.parse().map_err(|_| {
+            Error::explain(ErrorType::HTTPStatus(400), "canonical target is not a URI")
+        })?;
+        req.set_uri(uri);
+    }
+    let mut hosts = req.headers.get_all(header::HOST).iter();
+    let host_is_canonical = matches!(
+        (hosts.next(), hosts.next()),
+        (Some(v), None) if v.as_bytes() == ctx.canonical_host.as_bytes()
+    );
+    if !host_is_canonical {
+        req.insert_header(header::HOST, &ctx.canonical_host)?;
+    }
 
-    // Hop-by-hop fields, and every field that `Connection` nominates. `TE: trailers` is the
-    // one hop-by-hop value HTTP/2 keeps (RFC 9113 section 8.2.2): gRPC needs it end to end.
-    let trailers = accepts_trailers(&req.headers);
-    let nominated = connection_tokens(&req.headers);
-    strip(&mut HeaderOps::Req(req), &nominated, ctx.upgrade);
-    if trailers && ctx.cluster.as_ref().is_some_and(|c| c.config.http2) {
+    // Hop-by-hop fields and every field that `Connection` nominates are gone already: pingora
+    // removes them before this hook, under the standard upstream request policy that
+    // `upstream::peer_for` sets (a WebSocket upgrade keeps its `Connection: upgrade` and
+    // `Upgrade: websocket`; any other upgrade is not forwarded). `TE: trailers` is the one
+    // hop-by-hop value HTTP/2 keeps (RFC 9113 section 8.2.2): gRPC needs it end to end, so it
+    // is put back, from what the client sent, towards HTTP/2 upstreams.
+    if ctx.cluster.as_ref().is_some_and(|c| c.config.http2)
+        && accepts_trailers(&session.req_header().headers)
+    {
         req.insert_header("te", "trailers")?;
     }
 
     // Identity: only the proxy speaks for the peer.
-    req.remove_header(PEER_ID_HEADER);
+    req.remove_header(&PEER_ID);
     if let Some(id) = &ctx.identity {
         req.insert_header(PEER_ID_HEADER, id.to_string())?;
     }
@@ -65,74 +81,58 @@ pub fn rewrite_request(
     } else {
         "https"
     };
-    let for_value = if ip.contains(':') {
-        format!("\"[{ip}]\"")
+    let forwarded = if ip.contains(':') {
+        format!(
+            "for=\"[{ip}]\";proto={proto};host=\"{}\"",
+            ctx.canonical_host
+        )
     } else {
-        ip.clone()
+        format!("for={ip};proto={proto};host=\"{}\"", ctx.canonical_host)
     };
-    req.insert_header("x-forwarded-for", &ip)?;
+    req.insert_header("x-forwarded-for", ip)?;
     req.insert_header("x-forwarded-proto", proto)?;
     req.insert_header("x-forwarded-host", &ctx.canonical_host)?;
-    req.insert_header(
-        "forwarded",
-        format!(
-            "for={for_value};proto={proto};host=\"{}\"",
-            ctx.canonical_host
-        ),
-    )?;
-    if ctx.upgrade {
-        req.insert_header(http::header::CONNECTION, "upgrade")?;
-    }
+    req.insert_header("forwarded", forwarded)?;
     Ok(())
 }
 
-/// Rewrites the response that goes downstream.
+/// Rewrites the response that goes downstream: no hop-by-hop field, nor any field its
+/// `Connection` nominates, except the `Connection: upgrade` and `Upgrade` of a 101 to an
+/// upgrade the client asked for.
 pub fn rewrite_response(resp: &mut ResponseHeader, upgrade: bool) {
     let switching = upgrade && resp.status.as_u16() == 101;
     let nominated = connection_tokens(&resp.headers);
-    strip(&mut HeaderOps::Resp(resp), &nominated, switching);
+    for name in &HOP_BY_HOP {
+        if switching && (name == header::UPGRADE || name == header::CONNECTION) {
+            continue;
+        }
+        remove(resp, name);
+    }
+    for name in &nominated {
+        if PROTECTED.contains(&name.as_str()) || (switching && name == "upgrade") {
+            continue;
+        }
+        remove(resp, name.as_str());
+    }
     if switching {
-        let _ = resp.insert_header(http::header::CONNECTION, "upgrade");
+        let _ = resp.insert_header(header::CONNECTION, "upgrade");
     }
 }
 
-enum HeaderOps<'a> {
-    Req(&'a mut RequestHeader),
-    Resp(&'a mut ResponseHeader),
-}
-
-impl HeaderOps<'_> {
-    fn remove(&mut self, name: &str) {
-        match self {
-            HeaderOps::Req(r) => {
-                r.remove_header(name);
-            }
-            HeaderOps::Resp(r) => {
-                r.remove_header(name);
-            }
-        }
-    }
-}
-
-fn strip(h: &mut HeaderOps<'_>, nominated: &[String], keep_upgrade: bool) {
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (name == "upgrade" || name == "connection") {
-            continue;
-        }
-        h.remove(name);
-    }
-    for name in nominated {
-        if PROTECTED.contains(&name.as_str()) || (keep_upgrade && name == "upgrade") {
-            continue;
-        }
-        h.remove(name);
+/// Removes a field; looked up first, since most responses carry none of these.
+fn remove<'n, N: ?Sized>(resp: &mut ResponseHeader, name: &'n N)
+where
+    &'n N: header::AsHeaderName,
+{
+    if resp.headers.contains_key(name) {
+        resp.remove_header(name);
     }
 }
 
 /// Whether the client's `TE` lists `trailers`.
 fn accepts_trailers(headers: &http::HeaderMap) -> bool {
     headers
-        .get_all("te")
+        .get_all(header::TE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
