@@ -342,3 +342,52 @@ impl Metrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_handles_count_into_the_exposed_families() {
+        let m = Metrics::default();
+        let key = RequestKey {
+            decision: "allow",
+            status_class: "2xx",
+            tier: "site",
+        };
+        m.route("api").request(key);
+        m.route("api").request(key);
+        m.route("api").request(RequestKey {
+            decision: "deny",
+            status_class: "4xx",
+            tier: "none",
+        });
+        m.route("api").decision(true, true);
+        m.route("api").latency.observe(0.001);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"edgeward_requests_total{route="api",decision="allow",status_class="2xx",tier="site"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"edgeward_requests_total{route="api",decision="deny",status_class="4xx",tier="none"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"edgeward_authz_decisions_total{route="api",decision="allow",mode="enforce"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"edgeward_request_duration_seconds_count{route="api"} 1"#),
+            "{text}"
+        );
+        // One set of handles per route name.
+        assert!(Arc::ptr_eq(&m.route("api"), &m.route("api")));
+    }
+}

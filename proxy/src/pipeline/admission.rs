@@ -310,7 +310,27 @@ fn peer_ip(session: &Session) -> std::net::IpAddr {
 
 #[cfg(test)]
 mod tests {
-    use super::has_content_length_field;
+    use super::{has_content_length_field, same_target};
+    use crate::request::CanonicalTarget;
+
+    fn target(path: &str, query: Option<&str>) -> CanonicalTarget {
+        CanonicalTarget {
+            path: path.into(),
+            query: query.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_target_is_rewritten_only_when_canonicalization_changed_it() {
+        assert!(same_target("/a/b", &target("/a/b", None)));
+        assert!(same_target("/a?x=1", &target("/a", Some("x=1"))));
+        assert!(same_target("/a?", &target("/a", Some(""))));
+        assert!(!same_target("/a/./b", &target("/a/b", None)));
+        assert!(!same_target("/a/b?", &target("/a/b", None)));
+        assert!(!same_target("/a/bc", &target("/a/b", None)));
+        assert!(!same_target("/%7Ea", &target("/~a", None)));
+        assert!(!same_target("/a?x=1", &target("/a", Some("x=2"))));
+    }
 
     #[test]
     fn finds_content_length_in_the_raw_header_block() {
