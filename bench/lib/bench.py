@@ -133,6 +133,23 @@ def pss_kib(pid):
     return total
 
 
+def pss_split_kib(pid):
+    """(anonymous, file-backed) PSS of the process tree: private heap and stacks against mapped
+    code and data of the binary and its libraries (smaps_rollup's Pss_Anon and Pss_File)."""
+    anon = file = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss_Anon:"):
+                        anon += int(line.split()[1])
+                    elif line.startswith("Pss_File:"):
+                        file += int(line.split()[1])
+        except OSError:
+            pass
+    return anon, file
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -758,6 +775,7 @@ def run_pass(args, procs, n, order):
     time.sleep(1.0)
     for peer in order:
         res["proxies"][peer]["idle_pss_kib"] = pss_kib(procs.live[peer].pid)
+        res["proxies"][peer]["idle_pss_anon_file_kib"] = pss_split_kib(procs.live[peer].pid)
     # Direct to the origin: what the generator and origin alone reach.
     for sname, runner in (
         ("plain-sat", lambda w_, p, k: run_h2load(w_, f"http://127.0.0.1:{p}/", args.duration, 16)),
@@ -775,6 +793,12 @@ def run_pass(args, procs, n, order):
             r = measure(procs, peer, w, runner, ports[peer][listener], pki)
             res["proxies"][peer]["scenarios"][sname] = r
             log(f"pass {n}: {peer:8} {sname}: {fmt_run(r)}")
+    # Memory once every scenario has run (a node that has served every kind of request), after
+    # a second of rest.
+    time.sleep(1.0)
+    for peer in order:
+        res["proxies"][peer]["after_load_pss_kib"] = pss_kib(procs.live[peer].pid)
+        res["proxies"][peer]["after_load_pss_anon_file_kib"] = pss_split_kib(procs.live[peer].pid)
     for peer in order:
         # mTLS first, into a process that has not had idle connections yet: the figure the
         # target is about. The plaintext ones after it may reuse memory the first ones freed.
@@ -875,6 +899,8 @@ def table(results):
     row("memory per idle mTLS connection", "python ssl",
         lambda p, peer: p["proxies"][peer].get("idle_mtls_conns", {}).get("kib_per_conn"), floor=1.0)
     row("idle memory (PSS)", "/proc smaps", lambda p, peer: p["proxies"][peer]["idle_pss_kib"])
+    row("memory after the load runs (PSS)", "/proc smaps",
+        lambda p, peer: p["proxies"][peer].get("after_load_pss_kib"))
     row("start to first proxied 200", "python poll", lambda p, peer: p["proxies"][peer]["start_to_first_200_ms"])
     b = results["binary_bytes"]
     lines.append(f"{'binary size (stripped)':42} {'stat':15} "
@@ -939,9 +965,17 @@ def table(results):
             o = r.get("origin_cpu_us_per_req")
             vals.append(fmt_run(r) + (f", origin {o:.1f} us CPU/req" if o else ""))
         lines.append(f"  {sname:15} {'direct':9} " + " | ".join(vals))
+    def split(pp, key):
+        v = pp.get(key)
+        return f" (anon {v[0] / 1024:.1f} + file {v[1] / 1024:.1f})" if v else ""
     for peer in PEERS:
-        vals = [f"idle PSS {p['proxies'][peer]['idle_pss_kib'] / 1024:.1f} MiB, first 200 after "
-                f"{p['proxies'][peer]['start_to_first_200_ms']:.0f} ms" for p in passes]
+        vals = []
+        for p in passes:
+            pp = p["proxies"][peer]
+            after = pp.get("after_load_pss_kib")
+            vals.append(f"idle PSS {pp['idle_pss_kib'] / 1024:.1f} MiB{split(pp, 'idle_pss_anon_file_kib')}, after load "
+                        + (f"{after / 1024:.1f} MiB{split(pp, 'after_load_pss_anon_file_kib')}" if after else "n/a")
+                        + f", first 200 after {pp['start_to_first_200_ms']:.0f} ms")
         lines.append(f"  {'memory/start':15} {peer:9} " + " | ".join(vals))
     for peer in PEERS:
         for kind in ("plain", "mtls"):

@@ -101,20 +101,23 @@ impl HeaderDeadline {
     /// for the next read; `Ok(false)` when the client closed the connection instead. This is
     /// how an idle connection waits without pingora's per-request state (see `listener.rs`).
     pub async fn next_request(&mut self) -> std::io::Result<bool> {
-        let mut buf = vec![0u8; NEXT_REQUEST_READ];
-        let n = std::future::poll_fn(|cx| {
+        // The read buffer lives on the stack of one poll, not in the waiting future: an idle
+        // connection holds no buffer at all, and what arrived is kept at its own size.
+        std::future::poll_fn(|cx| {
+            let mut buf = [0u8; NEXT_REQUEST_READ];
             let mut read = ReadBuf::new(&mut buf);
             match Pin::new(&mut *self).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(read.filled().len())),
+                Poll::Ready(Ok(())) => {
+                    let n = read.filled().len();
+                    self.pending = read.filled().to_vec();
+                    self.pending_at = 0;
+                    Poll::Ready(Ok(n > 0))
+                }
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             }
         })
-        .await?;
-        buf.truncate(n);
-        self.pending = buf;
-        self.pending_at = 0;
-        Ok(n > 0)
+        .await
     }
 
     fn start_clock(&mut self) {
