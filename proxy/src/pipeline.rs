@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::protocols::Digest;
 use pingora::proxy::{ProxyHttp, Session};
@@ -93,6 +94,11 @@ impl ProxyHttp for Pipeline {
             status: 0,
         }
     }
+
+    /// No downstream modules. pingora's default adds its response compression module, disabled,
+    /// which still cost an allocation and three filter calls per request; the proxy passes
+    /// responses through as the upstream encoded them.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         admission::admit(self, session, ctx).await
