@@ -510,28 +510,33 @@ fn grpc_call(
     })
 }
 
+/// The test site with one more route, `name` at `prefix`, to an HTTP/2 (h2c) cluster of one
+/// endpoint on the site.
+fn site_with_http2_route(name: &str, prefix: &str, port: u16) -> Site {
+    Site::start_extra(&format!(
+        r#"
+[[routes]]
+name = "{name}"
+path_prefix = "{prefix}"
+cluster = "{name}"
+
+[[clusters]]
+name = "{name}"
+http2 = true
+[[clusters.endpoints]]
+address = "127.0.0.1:{port}"
+site = "berlin"
+zone = "eu-central-a"
+region = "eu-central"
+"#
+    ))
+}
+
 #[test]
 fn grpc_passes_end_to_end_over_http2_with_its_trailers() {
     let services = tempfile::tempdir().unwrap();
     let grpc = support::Upstream::grpc(services.path(), "grpc-local");
-    let site = Site::start_extra(&format!(
-        r#"
-[[routes]]
-name = "grpc"
-path_prefix = "/echo.Echo"
-cluster = "grpc"
-
-[[clusters]]
-name = "grpc"
-http2 = true
-[[clusters.endpoints]]
-address = "127.0.0.1:{}"
-site = "berlin"
-zone = "eu-central-a"
-region = "eu-central"
-"#,
-        grpc.port
-    ));
+    let site = site_with_http2_route("grpc", "/echo.Echo", grpc.port);
 
     let ok = grpc_call(&site, &site.device, "/echo.Echo/Say");
     assert_eq!(ok["code"], "OK", "{ok}");
@@ -549,24 +554,7 @@ region = "eu-central"
 #[test]
 fn an_http2_upstream_gets_te_trailers_and_no_hop_by_hop_field() {
     let echo = support::h2echo::H2Echo::start();
-    let site = Site::start_extra(&format!(
-        r#"
-[[routes]]
-name = "h2"
-path_prefix = "/h2"
-cluster = "h2"
-
-[[clusters]]
-name = "h2"
-http2 = true
-[[clusters.endpoints]]
-address = "127.0.0.1:{}"
-site = "berlin"
-zone = "eu-central-a"
-region = "eu-central"
-"#,
-        echo.port
-    ));
+    let site = site_with_http2_route("h2", "/h2", echo.port);
     let a = curl(
         &site.client(&site.device),
         &[

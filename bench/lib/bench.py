@@ -120,34 +120,29 @@ def cpu_seconds(pid):
     return total / CLK_TCK
 
 
-def pss_kib(pid):
-    total = 0
+def rollup_kib(pid, *fields):
+    """Sums the given smaps_rollup fields (e.g. "Pss") over the process tree, in KiB."""
+    totals = dict.fromkeys(fields, 0)
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
+                    name, _, rest = line.partition(":")
+                    if name in totals:
+                        totals[name] += int(rest.split()[0])
         except OSError:
             pass
-    return total
+    return [totals[f] for f in fields]
+
+
+def pss_kib(pid):
+    return rollup_kib(pid, "Pss")[0]
 
 
 def pss_split_kib(pid):
     """(anonymous, file-backed) PSS of the process tree: private heap and stacks against mapped
     code and data of the binary and its libraries (smaps_rollup's Pss_Anon and Pss_File)."""
-    anon = file = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss_Anon:"):
-                        anon += int(line.split()[1])
-                    elif line.startswith("Pss_File:"):
-                        file += int(line.split()[1])
-        except OSError:
-            pass
-    return anon, file
+    return tuple(rollup_kib(pid, "Pss_Anon", "Pss_File"))
 
 
 def free_port():
