@@ -725,10 +725,17 @@ fn an_http2_client_that_floods_stream_resets_is_disconnected() {
         "the server must end it with GOAWAY: {err:?}"
     );
     // The proxy still serves everyone else, from the site: the client's resets did not count
-    // against the upstream (no ejection, no failover).
-    let after = curl(&site.client(&site.device), &[], &site.url("/public/x"));
-    assert_eq!(after.status, 200, "{after:?}");
-    assert_eq!(after.header("x-served-by").as_deref(), Some("local"));
+    // against the upstream (no ejection). The site's endpoint serves (at once, or once a health
+    // check that the flood made late on a loaded machine has passed again).
+    wait_for(
+        "the site's endpoint to serve",
+        Duration::from_secs(10),
+        || {
+            let after = curl(&site.client(&site.device), &[], &site.url("/public/x"));
+            (after.status == 200 && after.header("x-served-by").as_deref() == Some("local"))
+                .then_some(())
+        },
+    );
     assert!(
         !site.proxy.log_text().contains("ejected"),
         "{}",
