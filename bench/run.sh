@@ -6,6 +6,8 @@
 #   bench/run.sh --passes 1       one pass instead of two (no noise check between passes)
 #   bench/run.sh --no-install     fail instead of installing missing tools
 #   bench/run.sh --out FILE       raw figures (default bench/results/latest.json)
+#   bench/run.sh --code-order     instead of measuring: write layout/code-order.txt from the
+#                                 release build under callgrind (see layout/README.md)
 #
 # Environment: EDGEWARD_BIN=path uses that binary instead of `cargo build --release`.
 # BENCH_POLICY_SETS="10 1000 10000" (default) sizes of the authorization policy sets.
@@ -29,6 +31,7 @@ info() { printf '== %s\n' "$*" >&2; }
 duration=3
 passes=2
 install=1
+code_order=0
 out=$here/results/latest.json
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -36,7 +39,8 @@ while [ $# -gt 0 ]; do
     --passes) passes=${2:?--passes needs a number}; shift ;;
     --no-install) install=0 ;;
     --out) out=${2:?--out needs a file}; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --code-order) code_order=1 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
   shift
@@ -179,6 +183,22 @@ for k in ${BENCH_POLICY_SETS:-10 1000 10000}; do
   cp "$pol"/* "$sets/$k/"
   python3 "$here/lib/gen_policies.py" "$k" "$sets/$k/zz-gen.cedar"
 done
+
+# --- code order (instead of measuring) -------------------------------------------------------
+
+if [ "$code_order" = 1 ]; then
+  command -v valgrind >/dev/null 2>&1 || die "--code-order needs valgrind (apt-get install valgrind)"
+  info "code order: the release build under callgrind (a few minutes)"
+  python3 "$here/lib/code_order.py" --work "$work" --edgeward "$ew" --pki "$pki" --policies "$pol" \
+    --out "$repo/layout/code-order.txt" &
+  bench_pid=$!
+  rc=0
+  wait "$bench_pid" || rc=$?
+  bench_pid=
+  [ "$rc" = 0 ] || die "code_order.py failed (exit $rc)"
+  info "wrote layout/code-order.txt: rebuild (cargo build --release) to link in that order"
+  exit 0
+fi
 
 # --- measure --------------------------------------------------------------------------------
 
