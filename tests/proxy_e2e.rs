@@ -593,6 +593,55 @@ fn an_http2_upstream_gets_te_trailers_and_no_hop_by_hop_field() {
 }
 
 #[test]
+fn pooled_connections_the_upstream_closed_do_not_use_up_the_retries() {
+    // Six connections in the pool, each of which the upstream closes when it is reused: more
+    // than the route's two retries. A request goes through them to a fresh connection.
+    let upstream = support::stale::StaleUpstream::start(Duration::from_millis(300));
+    let site = Site::start_extra(&format!(
+        r#"
+[[routes]]
+name = "stale"
+path_prefix = "/stale"
+cluster = "stale"
+
+[[clusters]]
+name = "stale"
+[[clusters.endpoints]]
+address = "127.0.0.1:{}"
+site = "berlin"
+zone = "eu-central-a"
+region = "eu-central"
+"#,
+        upstream.port
+    ));
+    let fill: Vec<_> = (0..6)
+        .map(|_| {
+            let (url, ca) = (site.url("/stale/fill"), site.ca().to_path_buf());
+            let (cert, key) = site.device.clone();
+            std::thread::spawn(move || {
+                let client = support::Client {
+                    cert: Some((&cert, &key)),
+                    ca: &ca,
+                };
+                curl(&client, &[], &url).status
+            })
+        })
+        .collect();
+    for f in fill {
+        assert_eq!(f.join().unwrap(), 200);
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 6);
+    let a = curl(&site.client(&site.device), &[], &site.url("/stale/x"));
+    assert_eq!(a.status, 200, "{a:?}\n{}", site.proxy.log_text());
+    assert_eq!(a.header("x-served-by").as_deref(), Some("stale"));
+    assert!(
+        !site.proxy.log_text().contains("ejected"),
+        "{}",
+        site.proxy.log_text()
+    );
+}
+
+#[test]
 fn a_websocket_upgrade_is_tunnelled_once_the_upstream_accepted_it() {
     let site = Site::start();
     let mut tls = raw::connect(site.port, site.ca(), &site.device.0, &site.device.1);

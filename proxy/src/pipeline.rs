@@ -50,11 +50,21 @@ pub struct RequestCtx {
     pub tried: Vec<EndpointId>,
     pub guard: Option<OutstandingGuard>,
     pub attempts: u32,
+    /// Attempts that failed on a pooled connection the upstream had already closed; they do
+    /// not count against the route's retries (see `forward::on_proxy_error`).
+    pub stale_reuses: u32,
     pub has_body: bool,
     pub body_seen: u64,
     pub tls_version: &'static str,
     pub upgrade: bool,
     pub status: u16,
+}
+
+impl RequestCtx {
+    /// The attempts that count against the route's retries.
+    pub fn counted_attempts(&self) -> u32 {
+        self.attempts.saturating_sub(self.stale_reuses)
+    }
 }
 
 /// One listener's proxy logic.
@@ -87,6 +97,7 @@ impl ProxyHttp for Pipeline {
             tried: Vec::new(),
             guard: None,
             attempts: 0,
+            stale_reuses: 0,
             has_body: false,
             body_seen: 0,
             tls_version: "",

@@ -9,6 +9,7 @@ pub mod pki;
 pub mod procs;
 pub mod raw;
 pub mod site;
+pub mod stale;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use pingora::prelude::*;
 use pingora::protocols::Digest;
 use pingora::proxy::Session;
+use pingora::RetryType;
 
 use super::{Pipeline, RequestCtx};
 use crate::balance::{retry_allowed, FailureKind};
@@ -123,7 +124,7 @@ pub fn on_connect_failure(
     let method = session.req_header().method.as_str();
     e.set_retry(retry_allowed(
         method,
-        ctx.attempts,
+        ctx.counted_attempts(),
         retries,
         FailureKind::ConnectFailed,
         !ctx.has_body,
@@ -146,8 +147,17 @@ pub fn on_proxy_error(
         e.set_retry(false);
         return e;
     }
-    if let (Some(cluster), Some(id)) = (ctx.cluster.as_ref(), ctx.endpoint) {
-        // A pooled connection that the upstream had closed says little about its health.
+    // A pooled connection the upstream had already closed: it was closed or reset before a
+    // byte of the response came (pingora marks that `ReusedOnly`). It says nothing about the
+    // endpoint's health, and the request goes again on another connection without using up
+    // one of the route's retries: after an upstream restarts, every connection in the pool is
+    // such a one, and the retries would run out on them. Each leaves the pool as it fails, and
+    // pingora's own limit on attempts (16) bounds the rest.
+    let stale = client_reused && matches!(e.retry, RetryType::ReusedOnly);
+    if stale {
+        ctx.stale_reuses += 1;
+    } else if let (Some(cluster), Some(id)) = (ctx.cluster.as_ref(), ctx.endpoint) {
+        // A reused connection that failed otherwise says little about the endpoint either.
         if !client_reused {
             cluster.cluster.report_connect_failure(id, Instant::now());
         }
@@ -157,7 +167,7 @@ pub fn on_proxy_error(
     let body_replayable = !ctx.has_body && !session.retry_buffer_truncated();
     e.set_retry(retry_allowed(
         &method,
-        ctx.attempts,
+        ctx.counted_attempts(),
         retries,
         FailureKind::AfterRequestSent,
         body_replayable,
