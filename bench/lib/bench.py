@@ -1012,9 +1012,10 @@ def binary_sizes(args):
 COMMON_LIBS = ("linux-vdso", "libc.so", "libm.so", "libgcc_s", "ld-linux", "libpthread", "libdl", "librt")
 
 
-def with_libs(path):
-    """The binary plus the shared libraries it loads, except libc and friends that all three use."""
-    total = os.path.getsize(path)
+def with_libs(path, size=None):
+    """The binary (`size`, or the file's) plus the shared libraries it loads, except libc and
+    friends that all three use."""
+    total = os.path.getsize(path) if size is None else size
     ldd = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
     for line in ldd.splitlines():
         m = re.search(r"=> (/\S+)", line)
@@ -1076,7 +1077,7 @@ def main():
             "present a client certificate); TLS without client certificates stands in")
     try:
         results["binary_bytes"] = binary_sizes(args)
-        results["binary_with_libs_bytes"] = {"edgeward": with_libs(args.edgeward),
+        results["binary_with_libs_bytes"] = {"edgeward": with_libs(args.edgeward, results["binary_bytes"]["edgeward"]),
                                              "nginx": with_libs(shutil.which("nginx")),
                                              "haproxy": with_libs(shutil.which("haproxy"))}
         for n in range(1, args.passes + 1):
