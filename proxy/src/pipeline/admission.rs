@@ -3,6 +3,7 @@
 //! and authorization), the route, the peer's identity, and the Cedar decision.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -11,11 +12,13 @@ use pingora::proxy::Session;
 
 use super::{Pipeline, RequestCtx};
 use crate::authz::facts::{build_facts, route_request, FactsError, RawRequest};
-use crate::authz::TlsFacts;
-use crate::config::{ListenerKind, Mode};
+use crate::authz::{RequestFacts, TlsFacts};
+use crate::config::{ListenerKind, Mode, Route};
 use crate::identity::PeerCert;
 use crate::request::CanonicalTarget;
 use crate::route::RequestError;
+use crate::state::Snapshot;
+use edgeward_certs::SpiffeId;
 
 /// Runs admission; `Ok(true)` means the request was answered here.
 pub async fn admit(p: &Pipeline, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -58,58 +61,15 @@ pub async fn admit(p: &Pipeline, session: &mut Session, ctx: &mut RequestCtx) ->
         _ => None,
     };
 
-    // The canonical host (one Host, agreeing with :authority or an absolute-form target), the
-    // canonical target and the route, then the facts: the functions `edgeward policy` uses.
-    let routed = {
-        let req = session.req_header();
-        let host_headers: Vec<&str> = req
-            .headers
-            .get_all(http::header::HOST)
-            .iter()
-            .take(2)
-            .map(|v| v.to_str().unwrap_or("\u{0}"))
-            .collect();
-        let raw_target = match req.uri.path_and_query() {
-            Some(pq) if req.uri.authority().is_some() => Cow::Borrowed(pq.as_str()),
-            _ => String::from_utf8_lossy(req.raw_path()),
-        };
-        let context_headers: Vec<(&str, &str)> = if snapshot.config.authz.context_headers.is_empty()
-        {
-            Vec::new()
-        } else {
-            req.headers
-                .iter()
-                .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
-                .collect()
-        };
-        let raw = RawRequest {
-            identity: checked.as_ref().and_then(|c| c.as_ref().ok()).cloned(),
-            method: req.method.as_str(),
-            host_headers: &host_headers,
-            authority: req.uri.authority().map(|a| a.as_str()),
-            target: &raw_target,
-            tls_listener: tls,
-            peer_ip: peer_ip(session),
-            tls: TlsFacts {
-                version: ctx.tls_version.into(),
-                mtls: matches!(checked, Some(Ok(_))),
-                alpn: match (tls, session.is_http2()) {
-                    (false, _) => "",
-                    (true, true) => "h2",
-                    (true, false) => "http/1.1",
-                }
-                .into(),
-            },
-            headers: &context_headers,
-            now_unix: now,
-        };
-        route_request(&snapshot.routes, &raw).map(|(host, target, route)| {
-            let facts = build_facts(&snapshot.config, &host, &target, route, &raw);
-            // An absolute-form target (and HTTP/2's) always goes upstream in origin-form.
-            let unchanged = req.uri.authority().is_none() && same_target(&raw_target, &target);
-            (target, route.clone(), facts, unchanged)
-        })
-    };
+    // Host, target, route and facts, as `edgeward policy` makes them.
+    let routed = route_and_facts(
+        session,
+        &snapshot,
+        tls,
+        checked.as_ref(),
+        ctx.tls_version,
+        now,
+    );
     let (target, route, facts, unchanged) = match routed {
         Ok(routed) => routed,
         Err(FactsError::Host(e)) => {
@@ -174,6 +134,69 @@ pub async fn admit(p: &Pipeline, session: &mut Session, ctx: &mut RequestCtx) ->
         return reply(session, ctx, 403, "forbidden\n").await;
     }
     Ok(false)
+}
+
+/// What routing hands to authorization: the canonical target, the route, the facts and
+/// whether the target is the one the client sent.
+type Routed = (CanonicalTarget, Arc<Route>, RequestFacts, bool);
+
+/// The canonical host (one Host, agreeing with :authority or an absolute-form target), the
+/// canonical target and the route, then the facts: the same functions `edgeward policy` uses.
+fn route_and_facts(
+    session: &Session,
+    snapshot: &Snapshot,
+    tls: bool,
+    checked: Option<&Result<SpiffeId, String>>,
+    tls_version: &'static str,
+    now: i64,
+) -> Result<Routed, FactsError> {
+    let req = session.req_header();
+    let host_headers: Vec<&str> = req
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .take(2)
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .collect();
+    let raw_target = match req.uri.path_and_query() {
+        Some(pq) if req.uri.authority().is_some() => Cow::Borrowed(pq.as_str()),
+        _ => String::from_utf8_lossy(req.raw_path()),
+    };
+    let context_headers: Vec<(&str, &str)> = if snapshot.config.authz.context_headers.is_empty() {
+        Vec::new()
+    } else {
+        req.headers
+            .iter()
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+            .collect()
+    };
+    let raw = RawRequest {
+        identity: checked.and_then(|c| c.as_ref().ok()).cloned(),
+        method: req.method.as_str(),
+        host_headers: &host_headers,
+        authority: req.uri.authority().map(|a| a.as_str()),
+        target: &raw_target,
+        tls_listener: tls,
+        peer_ip: peer_ip(session),
+        tls: TlsFacts {
+            version: tls_version.into(),
+            mtls: matches!(checked, Some(Ok(_))),
+            alpn: match (tls, session.is_http2()) {
+                (false, _) => "",
+                (true, true) => "h2",
+                (true, false) => "http/1.1",
+            }
+            .into(),
+        },
+        headers: &context_headers,
+        now_unix: now,
+    };
+    route_request(&snapshot.routes, &raw).map(|(host, target, route)| {
+        let facts = build_facts(&snapshot.config, &host, &target, route, &raw);
+        // An absolute-form target (and HTTP/2's) always goes upstream in origin-form.
+        let unchanged = req.uri.authority().is_none() && same_target(&raw_target, &target);
+        (target, route.clone(), facts, unchanged)
+    })
 }
 
 /// Whether the canonical target is the received one, byte for byte (origin-form only).
