@@ -184,18 +184,25 @@ for k in ${BENCH_POLICY_SETS:-10 1000 10000}; do
   python3 "$here/lib/gen_policies.py" "$k" "$sets/$k/zz-gen.cedar"
 done
 
+# Runs bench/lib/SCRIPT with its arguments in the background and waits for it, so that a
+# SIGTERM to this script runs the trap at once; dies when it fails.
+waited() {
+  local script=$1 rc=0
+  shift
+  python3 "$here/lib/$script" "$@" &
+  bench_pid=$!
+  wait "$bench_pid" || rc=$?
+  bench_pid=
+  [ "$rc" = 0 ] || die "$script failed (exit $rc)"
+}
+
 # --- code order (instead of measuring) -------------------------------------------------------
 
 if [ "$code_order" = 1 ]; then
   command -v valgrind >/dev/null 2>&1 || die "--code-order needs valgrind (apt-get install valgrind)"
   info "code order: the release build under callgrind (a few minutes)"
-  python3 "$here/lib/code_order.py" --work "$work" --edgeward "$ew" --pki "$pki" --policies "$pol" \
-    --out "$repo/layout/code-order.txt" &
-  bench_pid=$!
-  rc=0
-  wait "$bench_pid" || rc=$?
-  bench_pid=
-  [ "$rc" = 0 ] || die "code_order.py failed (exit $rc)"
+  waited code_order.py --work "$work" --edgeward "$ew" --pki "$pki" --policies "$pol" \
+    --out "$repo/layout/code-order.txt"
   info "wrote layout/code-order.txt: rebuild (cargo build --release) to link in that order"
   exit 0
 fi
@@ -203,12 +210,6 @@ fi
 # --- measure --------------------------------------------------------------------------------
 
 info "measuring: $passes pass(es), ${duration}s per run (proxy on core 0, origin and generators on core 1)"
-# In the background and waited for, so that a SIGTERM to this script runs the trap at once.
-python3 "$here/lib/bench.py" --work "$work" --edgeward "$ew" --pki "$pki" --policies "$pol" \
-  --policy-sets "$sets" --out "$out" --duration "$duration" --passes "$passes" &
-bench_pid=$!
-rc=0
-wait "$bench_pid" || rc=$?
-bench_pid=
-[ "$rc" = 0 ] || die "bench.py failed (exit $rc)"
+waited bench.py --work "$work" --edgeward "$ew" --pki "$pki" --policies "$pol" \
+  --policy-sets "$sets" --out "$out" --duration "$duration" --passes "$passes"
 info "done: measuring took $((SECONDS - t_measure)) s (whole run $((SECONDS - t_start)) s)"

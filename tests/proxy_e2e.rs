@@ -510,9 +510,9 @@ fn grpc_call(
     })
 }
 
-/// The test site with one more route, `name` at `prefix`, to an HTTP/2 (h2c) cluster of one
-/// endpoint on the site.
-fn site_with_http2_route(name: &str, prefix: &str, port: u16) -> Site {
+/// The test site with one more route, `name` at `prefix`, to a cluster (HTTP/2 in h2c when
+/// `http2`) of one endpoint on the site, without health checks.
+fn site_with_route(name: &str, prefix: &str, port: u16, http2: bool) -> Site {
     Site::start_extra(&format!(
         r#"
 [[routes]]
@@ -522,7 +522,7 @@ cluster = "{name}"
 
 [[clusters]]
 name = "{name}"
-http2 = true
+http2 = {http2}
 [[clusters.endpoints]]
 address = "127.0.0.1:{port}"
 site = "berlin"
@@ -536,7 +536,7 @@ region = "eu-central"
 fn grpc_passes_end_to_end_over_http2_with_its_trailers() {
     let services = tempfile::tempdir().unwrap();
     let grpc = support::Upstream::grpc(services.path(), "grpc-local");
-    let site = site_with_http2_route("grpc", "/echo.Echo", grpc.port);
+    let site = site_with_route("grpc", "/echo.Echo", grpc.port, true);
 
     let ok = grpc_call(&site, &site.device, "/echo.Echo/Say");
     assert_eq!(ok["code"], "OK", "{ok}");
@@ -554,7 +554,7 @@ fn grpc_passes_end_to_end_over_http2_with_its_trailers() {
 #[test]
 fn an_http2_upstream_gets_te_trailers_and_no_hop_by_hop_field() {
     let echo = support::h2echo::H2Echo::start();
-    let site = site_with_http2_route("h2", "/h2", echo.port);
+    let site = site_with_route("h2", "/h2", echo.port, true);
     let a = curl(
         &site.client(&site.device),
         &[
@@ -597,23 +597,7 @@ fn pooled_connections_the_upstream_closed_do_not_use_up_the_retries() {
     // Six connections in the pool, each of which the upstream closes when it is reused: more
     // than the route's two retries. A request goes through them to a fresh connection.
     let upstream = support::stale::StaleUpstream::start(Duration::from_millis(300));
-    let site = Site::start_extra(&format!(
-        r#"
-[[routes]]
-name = "stale"
-path_prefix = "/stale"
-cluster = "stale"
-
-[[clusters]]
-name = "stale"
-[[clusters.endpoints]]
-address = "127.0.0.1:{}"
-site = "berlin"
-zone = "eu-central-a"
-region = "eu-central"
-"#,
-        upstream.port
-    ));
+    let site = site_with_route("stale", "/stale", upstream.port, false);
     let fill: Vec<_> = (0..6)
         .map(|_| {
             let (url, ca) = (site.url("/stale/fill"), site.ca().to_path_buf());
