@@ -11,6 +11,8 @@
 //!   timeout governs that). HTTP/2 has its own header list limit and is not wrapped.
 //! - between HTTP/1 requests, a connection waits for the next request without pingora's
 //!   per-request state, so an idle keep-alive connection costs little memory.
+//! - each connection runs on a task of its own, not on the task pingora accepted it on, which is
+//!   laid out for the TLS handshake and would keep that size for the connection's life.
 
 mod deadline;
 
@@ -74,29 +76,24 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.refused.inc();
             tracing::warn!(listener = %self.listener, "at max_connections: closing a new connection");
             return None;
         };
-        self.open.inc();
-        // The permit is held until the connection (and every request on it) is done.
-        let pingora_handles_it = matches!(
-            stream.selected_alpn_proto(),
-            Some(ALPN::H2) | Some(ALPN::Custom(_))
-        ) || self
-            .inner
-            .server_options()
-            .is_some_and(|o| o.h2c || o.force_custom);
-        let out = if pingora_handles_it {
-            ServerApp::process_new(&self.inner, stream, shutdown).await
-        } else {
-            let conn = HeaderDeadline::new(stream, self.header_timeout, self.timeouts.clone());
-            self.serve_http1(conn, shutdown).await;
-            None
-        };
-        self.open.dec();
-        out
+        // The connection is served on a task of its own, on this worker. pingora's connection
+        // task is laid out for its TLS handshake (about 9 KB) and would keep that allocation
+        // for the connection's whole life; returning here frees it.
+        let this = Arc::clone(self);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            // The permit is held until the connection (and every request on it) is done.
+            let _permit = permit;
+            this.open.inc();
+            this.serve(stream, &shutdown).await;
+            this.open.dec();
+        });
+        None
     }
 
     async fn cleanup(&self) {
@@ -105,10 +102,31 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
 }
 
 impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
+    /// One connection, until it closes: HTTP/1 by our loop below, HTTP/2 and custom protocols
+    /// by pingora's.
+    async fn serve(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let pingora_handles_it = matches!(
+            stream.selected_alpn_proto(),
+            Some(ALPN::H2) | Some(ALPN::Custom(_))
+        ) || self
+            .inner
+            .server_options()
+            .is_some_and(|o| o.h2c || o.force_custom);
+        if !pingora_handles_it {
+            let conn = HeaderDeadline::new(stream, self.header_timeout, self.timeouts.clone());
+            return self.serve_http1(conn, shutdown).await;
+        }
+        // As pingora's own connection task does: a stream handed back is served again.
+        let mut next = Some(stream);
+        while let Some(stream) = next {
+            next = ServerApp::process_new(&self.inner, stream, shutdown).await;
+        }
+    }
+
     /// An HTTP/1 connection, request after request, as pingora's own loop does, except that
     /// between requests it waits for the next one's first bytes itself: pingora's state for a
     /// request (tens of KiB) is only created once there is a request, so an idle keep-alive
-    /// connection holds its stream and a 1 KiB read, not a whole request's machinery.
+    /// connection holds its stream and no read buffer, not a whole request's machinery.
     async fn serve_http1(&self, mut conn: HeaderDeadline, shutdown: &ShutdownWatch) {
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
@@ -116,32 +134,16 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
             if !first {
                 let mut stop = shutdown.clone();
                 let next = tokio::select! {
-                    next = tokio::time::timeout(KEEPALIVE_IDLE, conn.next_request()) => next,
+                    next = conn.next_request(KEEPALIVE_IDLE) => next,
                     _ = stop.changed() => return,
                 };
                 match next {
-                    Ok(Ok(true)) => {}
+                    Ok(true) => {}
                     // Closed by the client, failed, or idle past the keep-alive timeout.
-                    Ok(Ok(false)) | Ok(Err(_)) | Err(_) => return,
+                    Ok(false) | Err(_) => return,
                 }
             }
-            let mut session = ServerSession::new_http1(Box::new(conn));
-            match settings.take() {
-                Some(kept) if !first => kept.apply_to_session(&mut session),
-                _ => {
-                    session.set_keepalive_reuses_remaining(
-                        self.inner
-                            .server_options()
-                            .and_then(|o| o.keepalive_request_limit),
-                    );
-                }
-            }
-            if *shutdown.borrow() {
-                // Stop reusing connections once the service is shutting down.
-                session.set_keepalive(None);
-            } else if session.get_keepalive().is_none() {
-                session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
-            }
+            let session = self.session(conn, settings.take(), shutdown);
             let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
                 return;
             };
@@ -153,5 +155,32 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
             settings = kept;
             first = false;
         }
+    }
+
+    /// pingora's session for the next request on `conn`, with what the previous request on it
+    /// left (`kept`). Built outside the async loop, so that the loop's state, which an idle
+    /// connection keeps, has no room for a session (680 bytes) while it waits.
+    fn session(
+        &self,
+        conn: HeaderDeadline,
+        kept: Option<HttpPersistentSettings>,
+        shutdown: &ShutdownWatch,
+    ) -> ServerSession {
+        let mut session = ServerSession::new_http1(Box::new(conn));
+        match kept {
+            Some(kept) => kept.apply_to_session(&mut session),
+            None => session.set_keepalive_reuses_remaining(
+                self.inner
+                    .server_options()
+                    .and_then(|o| o.keepalive_request_limit),
+            ),
+        }
+        if *shutdown.borrow() {
+            // Stop reusing connections once the service is shutting down.
+            session.set_keepalive(None);
+        } else if session.get_keepalive().is_none() {
+            session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
+        }
+        session
     }
 }

@@ -100,7 +100,10 @@ impl HeaderDeadline {
     /// Waits for the first bytes of the next request on a kept-alive connection and keeps them
     /// for the next read; `Ok(false)` when the client closed the connection instead. This is
     /// how an idle connection waits without pingora's per-request state (see `listener.rs`).
-    pub async fn next_request(&mut self) -> std::io::Result<bool> {
+    pub async fn next_request(&mut self, idle: Duration) -> std::io::Result<bool> {
+        // The connection's one timer also bounds the idle wait (a byte that arrives restarts
+        // it as the header deadline), so waiting holds no second timer.
+        self.sleep.as_mut().reset(Instant::now() + idle);
         // The read buffer lives on the stack of one poll, not in the waiting future: an idle
         // connection holds no buffer at all, and what arrived is kept at its own size.
         std::future::poll_fn(|cx| {
@@ -114,6 +117,8 @@ impl HeaderDeadline {
                     Poll::Ready(Ok(n > 0))
                 }
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                // Idle past `idle`: the connection is done.
+                Poll::Pending if self.sleep.as_mut().poll(cx).is_ready() => Poll::Ready(Ok(false)),
                 Poll::Pending => Poll::Pending,
             }
         })
@@ -331,6 +336,19 @@ impl Peek for HeaderDeadline {
 mod tests {
     use super::*;
 
+    const IDLE: Duration = Duration::from_secs(5);
+
+    async fn connected(header_timeout: Duration) -> (tokio::net::TcpStream, HeaderDeadline) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
+        let conn = HeaderDeadline::new(stream, header_timeout, Counter::default());
+        (client, conn)
+    }
+
     #[test]
     fn finds_the_end_of_a_header_across_reads() {
         assert_eq!(scan(0, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), None);
@@ -360,16 +378,11 @@ mod tests {
     #[tokio::test]
     async fn the_next_request_is_waited_for_and_then_read_whole() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
-        let mut conn = HeaderDeadline::new(stream, Duration::from_secs(5), Counter::default());
+        let (mut client, mut conn) = connected(Duration::from_secs(5)).await;
 
         let request = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
         client.write_all(request).await.unwrap();
-        assert!(conn.next_request().await.unwrap());
+        assert!(conn.next_request(IDLE).await.unwrap());
         assert_eq!(
             conn.phase,
             Phase::Request,
@@ -388,15 +401,46 @@ mod tests {
         ]
         .concat();
         client.write_all(&big).await.unwrap();
-        assert!(conn.next_request().await.unwrap());
+        assert!(conn.next_request(IDLE).await.unwrap());
         let mut got = vec![0u8; big.len()];
         conn.read_exact(&mut got).await.unwrap();
         assert_eq!(got, big);
 
         drop(client);
         assert!(
-            !conn.next_request().await.unwrap(),
+            !conn.next_request(IDLE).await.unwrap(),
             "a closed connection has no next request"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_past_the_limit_has_no_next_request() {
+        let (_client, mut conn) = connected(Duration::from_secs(5)).await;
+        conn.phase = Phase::Idle;
+        let idle = Duration::from_millis(50);
+        let started = Instant::now();
+        assert!(!conn.next_request(idle).await.unwrap());
+        assert!(started.elapsed() >= idle);
+        assert_eq!(
+            conn.phase,
+            Phase::Idle,
+            "no 408 for a client that sent nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_byte_after_idling_starts_the_header_clock() {
+        use tokio::io::AsyncWriteExt;
+        let header_timeout = Duration::from_secs(30);
+        let (mut client, mut conn) = connected(header_timeout).await;
+        conn.phase = Phase::Idle;
+        client.write_all(b"GET / HT").await.unwrap();
+        assert!(conn.next_request(Duration::from_millis(50)).await.unwrap());
+        assert_eq!(conn.phase, Phase::Header { matched: 0 });
+        let left = conn.sleep.deadline() - Instant::now();
+        assert!(
+            left > Duration::from_secs(20),
+            "the header deadline, not the idle limit, runs now ({left:?} left)"
         );
     }
 }
