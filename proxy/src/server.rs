@@ -216,7 +216,7 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
                     .serving
                     .clone()
                     .ok_or_else(|| StartError::Other("a TLS listener needs [identity]".into()))?;
-                let mut tls = TlsSettings::with_callbacks(Box::new(PeerCallbacks))
+                let mut tls = TlsSettings::with_callbacks(Box::<PeerCallbacks>::default())
                     .map_err(|e| StartError::Other(e.to_string()))?;
                 tls.set_cert_resolver(Arc::new(Resolver(serving)));
                 if listener.kind == ListenerKind::Mtls {
