@@ -13,8 +13,10 @@ pub use trust::{SpiffeClientVerifier, TrustMaterial, TrustStore};
 /// Why identity material could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("`{path}`: {reason}")]
+    /// A certificate or key file, named by its config key (`identity.cert`) and its path.
+    #[error("`{key}` (`{}`): {reason}", path.display())]
     File {
+        key: &'static str,
         path: std::path::PathBuf,
         reason: String,
     },

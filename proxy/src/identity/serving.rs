@@ -31,33 +31,46 @@ impl NodeCert {
         key_path: &Path,
         provider: &Arc<CryptoProvider>,
     ) -> Result<Self, IdentityError> {
-        let bad = |path: &Path, reason: String| IdentityError::File {
-            path: path.to_path_buf(),
+        // Each error names the config key and the file, and says what to do where it can.
+        let cert_err = |reason: String| IdentityError::File {
+            key: "identity.cert",
+            path: cert_path.to_path_buf(),
             reason,
         };
-        let chain =
-            pem_io::read_certificates(cert_path).map_err(|e| bad(cert_path, e.to_string()))?;
-        let leaf = CertView::parse(&chain[0]).map_err(|e| bad(cert_path, e.to_string()))?;
-        let id = profile::check_leaf(&leaf)
-            .map_err(|e| bad(cert_path, format!("the node certificate {e}")))?;
+        let key_err = |reason: String| IdentityError::File {
+            key: "identity.key",
+            path: key_path.to_path_buf(),
+            reason,
+        };
+        let chain = pem_io::read_certificates(cert_path).map_err(|e| cert_err(pem_reason(&e)))?;
+        let leaf = CertView::parse(&chain[0]).map_err(|e| cert_err(e.to_string()))?;
+        let id = profile::check_leaf(&leaf).map_err(|e| {
+            cert_err(format!(
+                "the node certificate {e}: issue one with `edgeward cert issue`"
+            ))
+        })?;
         let key_pem =
-            pem_io::read_private_key_pem(key_path).map_err(|e| bad(key_path, e.to_string()))?;
+            pem_io::read_private_key_pem(key_path).map_err(|e| key_err(pem_reason(&e)))?;
         if !issue::key_matches(&key_pem, &leaf.public_key) {
-            return Err(bad(key_path, "does not match the node certificate".into()));
+            return Err(key_err(format!(
+                "is not the key of the node certificate `{}`: give the key it was issued with \
+                 (`edgeward cert issue` writes it beside the certificate)",
+                cert_path.display()
+            )));
         }
         let key_blocks =
             pem_io::parse_blocks(key_path, key_pem.as_bytes(), pem_io::Kind::PrivateKey)
-                .map_err(|e| bad(key_path, e.to_string()))?;
+                .map_err(|e| key_err(pem_reason(&e)))?;
         let key_der = key_blocks
             .into_iter()
             .next()
-            .ok_or_else(|| bad(key_path, "holds no key".into()))?;
+            .ok_or_else(|| key_err("holds no key".into()))?;
         let private =
-            PrivateKeyDer::try_from(key_der.clone()).map_err(|e| bad(key_path, e.to_string()))?;
+            PrivateKeyDer::try_from(key_der.clone()).map_err(|e| key_err(e.to_string()))?;
         let signing = provider
             .key_provider
             .load_private_key(private)
-            .map_err(|e| bad(key_path, e.to_string()))?;
+            .map_err(|e| key_err(e.to_string()))?;
         let certs: Vec<CertificateDer<'static>> =
             chain.iter().cloned().map(CertificateDer::from).collect();
         Ok(Self {
@@ -72,6 +85,27 @@ impl NodeCert {
     /// The client certificate pingora presents to mTLS upstreams.
     pub fn pingora_cert_key(&self) -> pingora::utils::tls::CertKey {
         pingora::utils::tls::CertKey::new(self.chain.clone(), self.key_der.clone())
+    }
+}
+
+/// A PEM error without the path, which [`IdentityError::File`] names already.
+fn pem_reason(e: &pem_io::PemError) -> String {
+    use edgeward_certs::files::FileError;
+    use pem_io::PemError;
+    match e {
+        PemError::File(FileError::Read { error, .. }) => format!("cannot be read: {error}"),
+        PemError::File(other) => other.to_string(),
+        PemError::NotPem { reason, .. } => format!("is not PEM: {reason}"),
+        PemError::Empty(_) => "holds no PEM block".into(),
+        PemError::WrongKind {
+            expected, found, ..
+        } => format!("holds a `{found}` block where {expected} was expected"),
+        PemError::BadDer {
+            what,
+            index,
+            reason,
+            ..
+        } => format!("{what} number {index} does not parse: {reason}"),
     }
 }
 
