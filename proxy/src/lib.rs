@@ -18,6 +18,7 @@ pub mod reload;
 pub mod request;
 pub mod route;
 pub mod server;
+pub mod signals;
 pub mod state;
 pub mod telemetry;
 pub mod upstream;

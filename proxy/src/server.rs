@@ -12,7 +12,7 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::v2::server::H2Options;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
@@ -29,6 +29,7 @@ use crate::listener::Guarded;
 use crate::metrics::{CertLabels, Metrics};
 use crate::pipeline::Pipeline;
 use crate::reload::Reloader;
+use crate::signals::{LastWords, Signals};
 use crate::state::{Shared, Snapshot};
 use crate::upstream::pin::UpstreamPins;
 
@@ -83,7 +84,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, StartError> {
             let cert = NodeCert::load(&id.cert, &id.key, &provider)?;
             if now > cert.leaf.not_after {
                 return Err(StartError::Other(format!(
-                    "`{}`: the node certificate expired at {}: issue a new one with `edgeward cert issue`",
+                    "`identity.cert` (`{}`): the node certificate expired at {}: issue a new one with `edgeward cert issue`",
                     id.cert.display(),
                     edgeward_certs::cert::rfc3339(cert.leaf.not_after)
                 )));
@@ -263,13 +264,22 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
         },
     ));
 
+    let mut last_words: Option<LastWords> = None;
     if boot.local.control_plane.is_some() {
+        let locality = boot.local.node.locality.clone();
         let control = ControlService::new(shared.clone(), boot.local).map_err(StartError::Other)?;
+        let (shared, queue) = (shared.clone(), control.queue.clone());
+        last_words = Some(Box::new(move || {
+            crate::control::close_window(&shared, &queue, &locality)
+        }));
         server.add_service(background_service("control", control));
     }
 
     tracing::info!(node = %config.node.id.as_str(), site = %config.node.locality.site.as_str(), "edgeward proxy started");
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals::new(last_words)),
+    });
+    std::process::exit(0)
 }
 
 /// Updates the gauges that are read rather than counted.

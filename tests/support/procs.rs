@@ -205,6 +205,15 @@ impl Proxy {
             .status();
         let _ = self.child.wait();
     }
+
+    /// Stops the proxy with SIGINT (Ctrl-C, a fast stop) and waits for it to exit.
+    pub fn interrupt(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Proxy {
