@@ -199,17 +199,17 @@ impl Proxy {
 impl Proxy {
     /// Stops the proxy with SIGTERM (a graceful stop) and waits for it to exit.
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        self.stop_with("-TERM");
     }
 
     /// Stops the proxy with SIGINT (Ctrl-C, a fast stop) and waits for it to exit.
     pub fn interrupt(&mut self) {
+        self.stop_with("-INT");
+    }
+
+    fn stop_with(&mut self, signal: &str) {
         let _ = Command::new("kill")
-            .arg("-INT")
+            .arg(signal)
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
