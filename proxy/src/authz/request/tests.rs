@@ -107,3 +107,33 @@ fn conformance_is_checked_once_per_principal_type_and_action_and_a_refusal_is_ke
     let err = build_request(&snapshot, &facts(Some(CAM), "POST", "/")).err();
     assert_eq!(err, Some(AuthzError::Schema("not for devices".into())));
 }
+
+#[test]
+fn a_context_is_used_again_only_for_the_same_facts() {
+    let snapshot = testkit::snapshot(&[], None);
+    let base = facts(Some(CAM), "GET", "/");
+    let changes: [fn(&mut RequestFacts); 9] = [
+        |f| f.node.site = "hamburg".into(),
+        |f| f.node.zone = "hamburg-a".into(),
+        |f| f.node.region = "eu-north".into(),
+        |f| f.peer_ip = "10.49.0.9".parse().expect("ip"),
+        |f| f.tls.version = "TLSv1.2".into(),
+        |f| f.tls.mtls = !f.tls.mtls,
+        |f| f.tls.alpn = "http/1.1".into(),
+        |f| f.now_unix += 1,
+        |f| f.headers.push(("x-tenant".into(), "red".into())),
+    ];
+    for (i, change) in changes.into_iter().enumerate() {
+        let (first, _) = build_request(&snapshot, &base).expect("builds");
+        assert_eq!(
+            first.context(),
+            Some(&build_context(&base).expect("context"))
+        );
+        let mut changed = base.clone();
+        change(&mut changed);
+        let (second, _) = build_request(&snapshot, &changed).expect("builds");
+        let fresh = build_context(&changed).expect("context");
+        assert_eq!(second.context(), Some(&fresh), "change {i}");
+        assert_ne!(first.context(), second.context(), "change {i}");
+    }
+}
