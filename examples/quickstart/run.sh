@@ -551,7 +551,7 @@ write_site_env() {
       "EDGEWARD_CP_PID=$(cp_pid)" \
       "EDGEWARD_LOCAL_PID=${pids[local]}" \
       "EDGEWARD_CLOUD_PID=${pids[cloud]}"; do
-      printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"
+      printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
     done
   } >"$tmp"
   mv -f "$tmp" "$state/site.env"
@@ -818,6 +818,9 @@ else
   bad "fleet page: $cp_url does not show berlin-gw-1 online, in sync, with its requests"
 fi
 info "logs: $state/proxy.log (access events), local.log, cloud.log; config: $state/proxy.toml"
+if [ -n "${created_tmp:-}" ]; then
+  info "(a temporary folder, removed when the site stops: --state-dir DIR keeps them)"
+fi
 
 section "summary"
 if [ "${#failures[@]}" -gt 0 ]; then

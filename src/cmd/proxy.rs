@@ -73,9 +73,9 @@ pub fn check(args: CheckArgs) -> Result<Outcome, Failure> {
     }
     for l in &config.listeners {
         println!(
-            "listener:     {} {:?} on {}",
+            "listener:     {} ({}) on {}",
             l.name.as_str(),
-            l.kind,
+            l.kind.as_str(),
             l.address
         );
     }

@@ -111,6 +111,17 @@ pub enum ListenerKind {
     Plaintext,
 }
 
+impl ListenerKind {
+    /// The kind as the config spells it (`kind = "mtls"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerKind::Mtls => "mtls",
+            ListenerKind::Tls => "tls",
+            ListenerKind::Plaintext => "plaintext",
+        }
+    }
+}
+
 /// `[[listeners]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Listener {

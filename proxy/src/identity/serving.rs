@@ -88,24 +88,31 @@ impl NodeCert {
     }
 }
 
-/// A PEM error without the path, which [`IdentityError::File`] names already.
+/// A PEM error without the path, which [`IdentityError::File`] names already, and what to do
+/// about it.
 fn pem_reason(e: &pem_io::PemError) -> String {
     use edgeward_certs::files::FileError;
     use pem_io::PemError;
+    const GIVE: &str =
+        "give the files `edgeward cert issue` wrote: `NAME.crt` for `identity.cert`, \
+                        `NAME.key` for `identity.key`";
     match e {
-        PemError::File(FileError::Read { error, .. }) => format!("cannot be read: {error}"),
+        PemError::File(FileError::Read { error, .. }) => format!(
+            "cannot be read: {error}: check the path (a relative one is taken from the config \
+             file's folder) and that the node may read it"
+        ),
         PemError::File(other) => other.to_string(),
-        PemError::NotPem { reason, .. } => format!("is not PEM: {reason}"),
-        PemError::Empty(_) => "holds no PEM block".into(),
+        PemError::NotPem { reason, .. } => format!("is not PEM: {reason}: {GIVE}"),
+        PemError::Empty(_) => format!("holds no PEM block: {GIVE}"),
         PemError::WrongKind {
             expected, found, ..
-        } => format!("holds a `{found}` block where {expected} was expected"),
+        } => format!("holds a `{found}` block where {expected} was expected: {GIVE}"),
         PemError::BadDer {
             what,
             index,
             reason,
             ..
-        } => format!("{what} number {index} does not parse: {reason}"),
+        } => format!("{what} number {index} does not parse: {reason}: {GIVE}"),
     }
 }
 
