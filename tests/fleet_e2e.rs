@@ -300,9 +300,10 @@ fn a_node_follows_git_keeps_serving_without_its_control_plane_and_reports_the_ou
         codes.len() > 10 && codes.iter().all(|c| *c == 200),
         "{codes:?}"
     );
-    // Stopped with Ctrl-C (a fast stop): the telemetry window in progress still goes to disk.
-    site.proxy.interrupt();
-    let served_first = access_lines(&site.proxy.log_text());
+    // Stopped with Ctrl-C (a fast stop) under load: every request the node served up to its
+    // last moment is in the telemetry it writes to disk (the requests the stop cuts off are
+    // neither served nor counted).
+    let served_first = stop_under_load(&mut site, support::Proxy::interrupt);
     site.proxy = support::Proxy::start(&site.config, site.admin);
     assert!(
         site.proxy
@@ -349,6 +350,30 @@ fn a_node_follows_git_keeps_serving_without_its_control_plane_and_reports_the_ou
         stored, served,
         "the control plane's count equals what the node served"
     );
+
+    // Stopped gracefully (SIGTERM) under load: the requests that finish during the grace
+    // period are counted too; they arrive once the node is back.
+    let served = served_first + stop_under_load(&mut site, support::Proxy::terminate);
+    site.proxy = support::Proxy::start(&site.config, site.admin);
+    wait_for("every request counted", Duration::from_secs(20), || {
+        let n = cp.requests_of("berlin-gw-1")?;
+        (n >= served).then_some(())
+    });
+    assert_eq!(cp.requests_of("berlin-gw-1"), Some(served));
+}
+
+/// Stops the node with `stop_node` while the load runs; returns the requests it served, from
+/// its access log.
+fn stop_under_load(site: &mut Site, stop_node: fn(&mut support::Proxy)) -> u64 {
+    let (stop, handle) = site.load();
+    let before = site.local.requests().len();
+    wait_for("load before the stop", Duration::from_secs(10), || {
+        (site.local.requests().len() > before + 20).then_some(())
+    });
+    stop_node(&mut site.proxy);
+    stop.store(true, Ordering::Relaxed);
+    let _ = handle.join().unwrap();
+    access_lines(&site.proxy.log_text())
 }
 
 #[test]

@@ -269,7 +269,7 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
         let locality = boot.local.node.locality.clone();
         let control = ControlService::new(shared.clone(), boot.local).map_err(StartError::Other)?;
         let (shared, queue) = (shared.clone(), control.queue.clone());
-        last_words = Some(Box::new(move || {
+        last_words = Some(Arc::new(move || {
             crate::control::close_window(&shared, &queue, &locality)
         }));
         server.add_service(background_service("control", control));
@@ -277,8 +277,13 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
 
     tracing::info!(node = %config.node.id.as_str(), site = %config.node.locality.site.as_str(), "edgeward proxy started");
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals::new(last_words)),
+        shutdown_signal: Box::new(Signals::new(last_words.clone())),
     });
+    // Every runtime has stopped (pingora joins the worker threads): what was counted since the
+    // last window was written goes to the queue too.
+    if let Some(last_words) = last_words {
+        last_words();
+    }
     std::process::exit(0)
 }
 

@@ -1,14 +1,18 @@
 //! How a node stops. pingora's Unix signals are kept (SIGTERM: graceful stop, SIGQUIT:
-//! graceful upgrade, SIGINT: fast stop), except that a fast stop first runs the node's last
-//! words: the telemetry window in progress goes to the on-disk queue, so a node stopped with
-//! Ctrl-C loses none of the counts it has not reported yet (nothing is lost silently). A
-//! graceful stop writes it from the control service itself, within pingora's grace period.
+//! graceful upgrade, SIGINT: fast stop). A managed node's last words, the telemetry window in
+//! progress written to the on-disk queue, are said twice: on SIGINT before pingora stops its
+//! runtimes (a fast stop gives the control service no time to do it), and, whatever the
+//! signal, once every runtime has stopped (`server::run` after pingora returns), so that the
+//! requests that finished during the grace period or the shutdown are counted too. Nothing
+//! served is left out (principle 3: nothing is lost silently); an empty window writes nothing.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch, UnixShutdownSignalWatch};
 
-/// What runs on SIGINT, before the runtimes are stopped.
-pub type LastWords = Box<dyn Fn() + Send + Sync>;
+/// What runs on SIGINT, before the runtimes are stopped, and again after they have.
+pub type LastWords = Arc<dyn Fn() + Send + Sync>;
 
 /// pingora's signal watch with [`LastWords`] on a fast stop.
 pub struct Signals {
