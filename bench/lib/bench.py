@@ -764,7 +764,10 @@ def reload_peer_under_load(procs, w, pki, peer):
         with socket.create_connection(("127.0.0.1", pp["plain"]), timeout=2) as sk:
             sk.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
             head = b""
-            while (chunk := sk.recv(65536)) and b"\r\n\r\n" not in head:
+            while b"\r\n\r\n" not in head:
+                chunk = sk.recv(65536)
+                if not chunk:
+                    break
                 head += chunk
         text = head.decode(errors="replace").lower()
         applied = [n for n in (1, 2) if f"x-reload-{n}: 1" in text]

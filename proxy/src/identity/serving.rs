@@ -5,11 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use edgeward_certs::{issue, pem_io, profile, CertView, SpiffeId};
+use edgeward_certs::{pem_io, profile, CertView, SpiffeId};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::InconsistentKeys;
 
 use super::IdentityError;
 
@@ -51,13 +52,6 @@ impl NodeCert {
         })?;
         let key_pem =
             pem_io::read_private_key_pem(key_path).map_err(|e| key_err(pem_reason(&e)))?;
-        if !issue::key_matches(&key_pem, &leaf.public_key) {
-            return Err(key_err(format!(
-                "is not the key of the node certificate `{}`: give the key it was issued with \
-                 (`edgeward cert issue` writes it beside the certificate)",
-                cert_path.display()
-            )));
-        }
         let key_blocks =
             pem_io::parse_blocks(key_path, key_pem.as_bytes(), pem_io::Kind::PrivateKey)
                 .map_err(|e| key_err(pem_reason(&e)))?;
@@ -65,20 +59,40 @@ impl NodeCert {
             .into_iter()
             .next()
             .ok_or_else(|| key_err("holds no key".into()))?;
-        let private =
-            PrivateKeyDer::try_from(key_der.clone()).map_err(|e| key_err(e.to_string()))?;
+        let unusable = |e: &dyn std::fmt::Display| {
+            key_err(format!(
+                "cannot be used as a key: {e}: give the key `edgeward cert issue` wrote \
+                 (`NAME.key`, PKCS#8)"
+            ))
+        };
+        let private = PrivateKeyDer::try_from(key_der.clone()).map_err(|e| unusable(&e))?;
         let signing = provider
             .key_provider
             .load_private_key(private)
-            .map_err(|e| key_err(e.to_string()))?;
+            .map_err(|e| unusable(&e))?;
+
+        // The key must be the certificate's: compared by public key, as rustls does. A key
+        // whose public half rustls cannot tell is taken, as rustls takes it.
         let certs: Vec<CertificateDer<'static>> =
             chain.iter().cloned().map(CertificateDer::from).collect();
+        let certified = CertifiedKey::new(certs, signing);
+        match certified.keys_match() {
+            Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+            Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+                return Err(key_err(format!(
+                    "is not the key of the node certificate `{}`: give the key it was issued \
+                     with (`edgeward cert issue` writes it beside the certificate)",
+                    cert_path.display()
+                )))
+            }
+            Err(e) => return Err(cert_err(format!("cannot be checked against its key: {e}"))),
+        }
         Ok(Self {
             id,
             leaf,
             chain,
             key_der,
-            certified: Arc::new(CertifiedKey::new(certs, signing)),
+            certified: Arc::new(certified),
         })
     }
 
