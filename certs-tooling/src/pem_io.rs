@@ -20,6 +20,8 @@ pub enum PemError {
         expected: &'static str,
         found: String,
     },
+    #[error("`{path}` holds {count} private keys; a key file holds exactly one")]
+    ManyKeys { path: PathBuf, count: usize },
     #[error("`{path}`: {what} number {index} does not parse: {reason}")]
     BadDer {
         path: PathBuf,
@@ -108,11 +110,9 @@ pub fn read_private_key_pem(path: &Path) -> Result<String, PemError> {
     let bytes = files::read(path)?;
     let blocks = parse_blocks(path, &bytes, Kind::PrivateKey)?;
     if blocks.len() != 1 {
-        return Err(PemError::BadDer {
+        return Err(PemError::ManyKeys {
             path: path.to_path_buf(),
-            what: "private key",
-            index: 2,
-            reason: "a key file must hold exactly one key".to_owned(),
+            count: blocks.len(),
         });
     }
     String::from_utf8(bytes).map_err(|e| PemError::NotPem {
@@ -131,6 +131,17 @@ pub fn encode(tag: &str, ders: &[&[u8]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_with_two_keys_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("two.key");
+        std::fs::write(&path, encode("PRIVATE KEY", &[b"one", b"two"])).expect("write");
+        match read_private_key_pem(&path) {
+            Err(PemError::ManyKeys { count: 2, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn garbage_and_wrong_kinds_are_named() {

@@ -127,6 +127,9 @@ fn pem_reason(e: &pem_io::PemError) -> String {
             reason,
             ..
         } => format!("{what} number {index} does not parse: {reason}: {GIVE}"),
+        PemError::ManyKeys { count, .. } => {
+            format!("holds {count} private keys; a key file holds exactly one: {GIVE}")
+        }
     }
 }
 
