@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use rcgen::{
-    CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-    PublicKeyData, SanType, SerialNumber, SignatureAlgorithm,
+    CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber, SignatureAlgorithm,
 };
 use time::OffsetDateTime;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -299,11 +299,4 @@ pub fn with_ext(prefix: &Path, ext: &str) -> PathBuf {
     s.push(".");
     s.push(ext);
     PathBuf::from(s)
-}
-
-/// Whether a key file matches a certificate (for checks before serving).
-pub fn key_matches(key_pem: &str, cert_public_key: &[u8]) -> bool {
-    KeyPair::from_pem(key_pem)
-        .map(|k| k.public_key_raw() == cert_public_key)
-        .unwrap_or(false)
 }

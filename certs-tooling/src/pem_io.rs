@@ -10,25 +10,39 @@ use crate::files::{self, FileError};
 pub enum PemError {
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("`{path}` is not PEM: {reason}")]
-    NotPem { path: PathBuf, reason: String },
-    #[error("`{0}` holds no PEM block")]
-    Empty(PathBuf),
-    #[error("`{path}` holds a `{found}` block where {expected} was expected")]
+    /// The file was read; what is wrong with what it holds.
+    #[error("`{}` {problem}", path.display())]
+    Content { path: PathBuf, problem: PemProblem },
+}
+
+/// What is wrong with a PEM file's contents, without its path (for callers that name the file
+/// themselves).
+#[derive(Debug, thiserror::Error)]
+pub enum PemProblem {
+    #[error("is not PEM: {0}")]
+    NotPem(String),
+    #[error("holds no PEM block")]
+    Empty,
+    #[error("holds a `{found}` block where {expected} was expected")]
     WrongKind {
-        path: PathBuf,
         expected: &'static str,
         found: String,
     },
-    #[error("`{path}` holds {count} private keys; a key file holds exactly one")]
-    ManyKeys { path: PathBuf, count: usize },
-    #[error("`{path}`: {what} number {index} does not parse: {reason}")]
+    #[error("holds {0} private keys; a key file holds exactly one")]
+    ManyKeys(usize),
+    #[error("{what} number {index} does not parse: {reason}")]
     BadDer {
-        path: PathBuf,
         what: &'static str,
         index: usize,
         reason: String,
     },
+}
+
+fn refused(path: &Path, problem: PemProblem) -> PemError {
+    PemError::Content {
+        path: path.to_path_buf(),
+        problem,
+    }
 }
 
 /// What a caller expects to find in a file.
@@ -68,12 +82,10 @@ pub fn read_blocks(path: &Path, kind: Kind) -> Result<Vec<Vec<u8>>, PemError> {
 
 /// Parses PEM text already in memory (the path is only used in messages).
 pub fn parse_blocks(path: &Path, bytes: &[u8], kind: Kind) -> Result<Vec<Vec<u8>>, PemError> {
-    let blocks = pem::parse_many(bytes).map_err(|e| PemError::NotPem {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let blocks =
+        pem::parse_many(bytes).map_err(|e| refused(path, PemProblem::NotPem(e.to_string())))?;
     if blocks.is_empty() {
-        return Err(PemError::Empty(path.to_path_buf()));
+        return Err(refused(path, PemProblem::Empty));
     }
     blocks
         .into_iter()
@@ -81,11 +93,13 @@ pub fn parse_blocks(path: &Path, bytes: &[u8], kind: Kind) -> Result<Vec<Vec<u8>
             if kind.tags().contains(&b.tag()) {
                 Ok(b.into_contents())
             } else {
-                Err(PemError::WrongKind {
-                    path: path.to_path_buf(),
-                    expected: kind.described(),
-                    found: b.tag().to_owned(),
-                })
+                Err(refused(
+                    path,
+                    PemProblem::WrongKind {
+                        expected: kind.described(),
+                        found: b.tag().to_owned(),
+                    },
+                ))
             }
         })
         .collect()
@@ -95,30 +109,40 @@ pub fn parse_blocks(path: &Path, bytes: &[u8], kind: Kind) -> Result<Vec<Vec<u8>
 pub fn read_certificates(path: &Path) -> Result<Vec<Vec<u8>>, PemError> {
     let ders = read_blocks(path, Kind::Certificate)?;
     for (i, der) in ders.iter().enumerate() {
-        x509_parser::parse_x509_certificate(der).map_err(|e| PemError::BadDer {
-            path: path.to_path_buf(),
-            what: "certificate",
-            index: i + 1,
-            reason: e.to_string(),
+        x509_parser::parse_x509_certificate(der).map_err(|e| {
+            refused(
+                path,
+                PemProblem::BadDer {
+                    what: "certificate",
+                    index: i + 1,
+                    reason: e.to_string(),
+                },
+            )
         })?;
     }
     Ok(ders)
 }
 
-/// Reads one private key file and returns its PEM text (for rcgen).
+/// Reads a private key file, which must hold exactly one key, and returns the key's DER.
+pub fn read_private_key(path: &Path) -> Result<Vec<u8>, PemError> {
+    let bytes = files::read(path)?;
+    one_key(path, &bytes)
+}
+
+/// Reads a private key file, which must hold exactly one key, and returns its PEM text (for
+/// rcgen).
 pub fn read_private_key_pem(path: &Path) -> Result<String, PemError> {
     let bytes = files::read(path)?;
-    let blocks = parse_blocks(path, &bytes, Kind::PrivateKey)?;
-    if blocks.len() != 1 {
-        return Err(PemError::ManyKeys {
-            path: path.to_path_buf(),
-            count: blocks.len(),
-        });
+    one_key(path, &bytes)?;
+    String::from_utf8(bytes).map_err(|e| refused(path, PemProblem::NotPem(e.to_string())))
+}
+
+fn one_key(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, PemError> {
+    let mut blocks = parse_blocks(path, bytes, Kind::PrivateKey)?;
+    match blocks.len() {
+        1 => Ok(blocks.remove(0)),
+        n => Err(refused(path, PemProblem::ManyKeys(n))),
     }
-    String::from_utf8(bytes).map_err(|e| PemError::NotPem {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
 }
 
 /// Encodes DER blocks as PEM text.
@@ -137,8 +161,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("two.key");
         std::fs::write(&path, encode("PRIVATE KEY", &[b"one", b"two"])).expect("write");
-        match read_private_key_pem(&path) {
-            Err(PemError::ManyKeys { count: 2, .. }) => {}
+        match read_private_key(&path) {
+            Err(PemError::Content {
+                problem: PemProblem::ManyKeys(2),
+                ..
+            }) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -148,11 +175,17 @@ mod tests {
         let p = Path::new("x.pem");
         assert!(matches!(
             parse_blocks(p, b"hello world", Kind::Certificate),
-            Err(PemError::Empty(_))
+            Err(PemError::Content {
+                problem: PemProblem::Empty,
+                ..
+            })
         ));
         let key = encode("PRIVATE KEY", &[b"abc"]);
         match parse_blocks(p, key.as_bytes(), Kind::Certificate) {
-            Err(PemError::WrongKind { found, .. }) => assert_eq!(found, "PRIVATE KEY"),
+            Err(PemError::Content {
+                problem: PemProblem::WrongKind { found, .. },
+                ..
+            }) => assert_eq!(found, "PRIVATE KEY"),
             other => panic!("unexpected {other:?}"),
         }
         let cert = encode("CERTIFICATE", &[b"abc"]);

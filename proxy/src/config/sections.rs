@@ -96,11 +96,10 @@ pub(super) fn trust_domain(
 pub(super) fn listener(cx: &mut Ctx<'_>, i: usize, raw: &RawListener) -> Option<Listener> {
     let key = format!("listeners[{i}]");
     let name = cx.name(&format!("{key}.name"), raw.name.as_deref());
-    let kind = match cx.required(&format!("{key}.kind"), raw.kind.as_deref()) {
-        Some("mtls") => Some(ListenerKind::Mtls),
-        Some("tls") => Some(ListenerKind::Tls),
-        Some("plaintext") => Some(ListenerKind::Plaintext),
-        Some(other) => {
+    let spelled = cx.required(&format!("{key}.kind"), raw.kind.as_deref());
+    let kind = match spelled.map(|s| (s, ListenerKind::ALL.into_iter().find(|k| k.as_str() == s))) {
+        Some((_, Some(kind))) => Some(kind),
+        Some((other, None)) => {
             cx.error(
                 format!("{key}.kind"),
                 format!(

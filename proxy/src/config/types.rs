@@ -112,6 +112,13 @@ pub enum ListenerKind {
 }
 
 impl ListenerKind {
+    /// Every kind.
+    pub const ALL: [ListenerKind; 3] = [
+        ListenerKind::Mtls,
+        ListenerKind::Tls,
+        ListenerKind::Plaintext,
+    ];
+
     /// The kind as the config spells it (`kind = "mtls"`).
     pub fn as_str(self) -> &'static str {
         match self {

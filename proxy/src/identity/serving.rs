@@ -50,15 +50,7 @@ impl NodeCert {
                 "the node certificate {e}: issue one with `edgeward cert issue`"
             ))
         })?;
-        let key_pem =
-            pem_io::read_private_key_pem(key_path).map_err(|e| key_err(pem_reason(&e)))?;
-        let key_blocks =
-            pem_io::parse_blocks(key_path, key_pem.as_bytes(), pem_io::Kind::PrivateKey)
-                .map_err(|e| key_err(pem_reason(&e)))?;
-        let key_der = key_blocks
-            .into_iter()
-            .next()
-            .ok_or_else(|| key_err("holds no key".into()))?;
+        let key_der = pem_io::read_private_key(key_path).map_err(|e| key_err(pem_reason(&e)))?;
         let unusable = |e: &dyn std::fmt::Display| {
             key_err(format!(
                 "cannot be used as a key: {e}: give the key `edgeward cert issue` wrote \
@@ -107,29 +99,16 @@ impl NodeCert {
 fn pem_reason(e: &pem_io::PemError) -> String {
     use edgeward_certs::files::FileError;
     use pem_io::PemError;
-    const GIVE: &str =
-        "give the files `edgeward cert issue` wrote: `NAME.crt` for `identity.cert`, \
-                        `NAME.key` for `identity.key`";
     match e {
         PemError::File(FileError::Read { error, .. }) => format!(
             "cannot be read: {error}: check the path (a relative one is taken from the config \
              file's folder) and that the node may read it"
         ),
         PemError::File(other) => other.to_string(),
-        PemError::NotPem { reason, .. } => format!("is not PEM: {reason}: {GIVE}"),
-        PemError::Empty(_) => format!("holds no PEM block: {GIVE}"),
-        PemError::WrongKind {
-            expected, found, ..
-        } => format!("holds a `{found}` block where {expected} was expected: {GIVE}"),
-        PemError::BadDer {
-            what,
-            index,
-            reason,
-            ..
-        } => format!("{what} number {index} does not parse: {reason}: {GIVE}"),
-        PemError::ManyKeys { count, .. } => {
-            format!("holds {count} private keys; a key file holds exactly one: {GIVE}")
-        }
+        PemError::Content { problem, .. } => format!(
+            "{problem}: give the files `edgeward cert issue` wrote: `NAME.crt` for \
+             `identity.cert`, `NAME.key` for `identity.key`"
+        ),
     }
 }
 

@@ -109,7 +109,7 @@ fn conformance_is_checked_once_per_principal_type_and_action_and_a_refusal_is_ke
 }
 
 #[test]
-fn a_context_is_used_again_only_for_the_same_facts() {
+fn a_kept_context_is_never_used_for_other_facts() {
     let snapshot = testkit::snapshot(&[], None);
     let base = facts(Some(CAM), "GET", "/");
     let changes: [fn(&mut RequestFacts); 9] = [
