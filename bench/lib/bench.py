@@ -28,9 +28,10 @@ PROXY_CORE = "0"
 LOAD_CORE = "1"
 PEERS = ["edgeward", "nginx", "haproxy"]
 # The fixed-rate loads under failover (the site's origin killed at 1.5 s, back at 3.5 s) and
-# under reload (changes at 1.0 and 2.5 s), in seconds: each leaves time to see the outcome.
+# under reload (changes at RELOAD_AT), in seconds: each leaves time to see the outcome.
 FAILOVER_S = 6
 RELOAD_S = 4
+RELOAD_AT = (1.0, 2.5)
 NOISE = 0.15
 
 
@@ -701,7 +702,7 @@ def reload_under_load(procs, w, pki, policies, binary, env):
             f.write(text.replace('path_prefix = "/"', 'path_prefix = "/"\nrequest_timeout = "20s"'))
         os.kill(pid, signal.SIGHUP)
 
-    rows, t0 = timed_load(w, pp["plain"], RELOAD_S, [(1.0, add_policy), (2.5, change_config)])
+    rows, t0 = timed_load(w, pp["plain"], RELOAD_S, list(zip(RELOAD_AT, (add_policy, change_config))))
     generations = {}
     try:
         with socket.create_connection(("127.0.0.1", pp["admin"]), timeout=2) as sk:
@@ -719,11 +720,8 @@ def reload_under_load(procs, w, pki, policies, binary, env):
     procs.stop("edgeward-reload")
     procs.stop("reload-origin")
     return {
-        "requests": len(rows),
-        "errors": sum(1 for _, status, _ in rows if not 200 <= status < 300),
-        "longest_request_ms": max((d for _, _, d in rows), default=0) * 1000,
+        **reload_outcome(rows, t0),
         "metrics_after": generations,
-        "after_last_change": sum(1 for start, _, _ in rows if start >= t0 + 2.5),
     }
 
 
@@ -758,7 +756,7 @@ def reload_peer_under_load(procs, w, pki, peer):
             os.kill(pid, sig)
         return apply
 
-    rows, t0 = timed_load(w, pp["plain"], RELOAD_S, [(1.0, change(1)), (2.5, change(2))])
+    rows, t0 = timed_load(w, pp["plain"], RELOAD_S, list(zip(RELOAD_AT, (change(1), change(2)))))
     applied = []
     try:
         with socket.create_connection(("127.0.0.1", pp["plain"]), timeout=2) as sk:
@@ -776,11 +774,19 @@ def reload_peer_under_load(procs, w, pki, peer):
     procs.stop(name)
     procs.stop(origin)
     return {
+        **reload_outcome(rows, t0),
+        "changes_applied": len(applied),
+    }
+
+
+def reload_outcome(rows, t0):
+    """What a reload run's requests show: how many, the failed ones, the longest, and how many
+    were sent after the last change."""
+    return {
         "requests": len(rows),
         "errors": sum(1 for _, status, _ in rows if not 200 <= status < 300),
         "longest_request_ms": max((d for _, _, d in rows), default=0) * 1000,
-        "changes_applied": len(applied),
-        "after_last_change": sum(1 for start, _, _ in rows if start >= t0 + 2.5),
+        "after_last_change": sum(1 for start, _, _ in rows if start >= t0 + RELOAD_AT[-1]),
     }
 
 
@@ -1020,7 +1026,7 @@ def table(results):
     lines.append("  reload (Edgeward: a policy added, then the config changed, SIGHUP each; nginx: the")
     lines.append("  config changed twice, SIGHUP each; HAProxy as master and worker: the config changed")
     lines.append(f"  twice, SIGUSR2 each; the peers in pass 1; {RELOAD_S * 2000} requests were due, "
-                 f"{int((RELOAD_S - 2.5) * 2000)} of them after the last change;")
+                 f"{int((RELOAD_S - RELOAD_AT[-1]) * 2000)} of them after the last change;")
     lines.append("  h2load's fixed-rate mode does not reopen a connection the proxy closed):")
     lines.append(f"    {'edgeward':9} " + " | ".join(vals))
     for peer in PEERS[1:]:
