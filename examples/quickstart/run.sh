@@ -99,7 +99,10 @@ stop_pid() {
 
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  # A second Ctrl-C or SIGTERM while stopping must not cut the cleanup short (it would leave
+  # processes and the temporary folder behind); each stop is bounded by stop_pid's KILL.
+  trap - EXIT
+  trap '' INT TERM
   # The proxy first, so it does not log the services it fronts going away.
   local name
   for name in proxy control-plane "${!pids[@]}"; do
