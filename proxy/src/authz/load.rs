@@ -106,6 +106,9 @@ impl fmt::Display for AuthzLoadError {
 /// against one snapshot from start to end.
 #[derive(Debug)]
 pub struct PolicySnapshot {
+    /// Unique to this snapshot in the process: what a per-thread cache built from it is
+    /// checked against (see `request::entities`).
+    pub(crate) generation: u64,
     pub(crate) schema: Schema,
     pub(crate) policies: PolicySet,
     pub(crate) index: PolicyIndex,
@@ -178,7 +181,9 @@ impl PolicySnapshot {
         };
         let index = PolicyIndex::build(&policies, &actions);
         let memo = super::memo::DecisionMemo::new(super::memo::ContextReads::of(&policies));
+        static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Self {
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             schema,
             policies,
             index,

@@ -4,16 +4,16 @@
 //! The facts are plain values the proxy already has after canonicalizing the request and
 //! matching the route; nothing here reads a socket or the clock.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
-use cedar_policy::{Context, Entities, Entity, EntityUid, Request, RestrictedExpression};
+use cedar_policy::{Context, Entities, EntityUid, Request, RestrictedExpression};
 use edgeward_certs::SpiffeId;
 use time::OffsetDateTime;
 
 use super::load::PolicySnapshot;
-use super::principal::{anonymous_uid, DerivedPrincipal};
-use super::{entity_uid, ACTION_TYPE, METHODS, ROUTE_TYPE, SERVICE_TYPE};
+use super::{entity_uid, ACTION_TYPE, METHODS, ROUTE_TYPE};
+
+mod entities;
 
 /// Header values in the context are cut at this many bytes.
 pub const MAX_HEADER_VALUE: usize = 256;
@@ -101,7 +101,7 @@ pub fn select_headers<'h>(
 
 /// Turns request facts into a Cedar request, validated against the snapshot's schema, and the
 /// entities it needs: the principal with its groups, the action with its group, the route and
-/// its service.
+/// its service (see [`entities`]).
 pub fn build_request(
     snapshot: &PolicySnapshot,
     facts: &RequestFacts,
@@ -111,78 +111,10 @@ pub fn build_request(
         return Err(AuthzError::UnknownMethod(facts.method.clone()));
     }
     let action = entity_uid(ACTION_TYPE, &facts.method);
-
-    // Principal, and its groups from the entities file.
-    let mut entities = Vec::new();
-    let principal = match &facts.identity {
-        Some(id) => DerivedPrincipal::from_spiffe(id),
-        None => {
-            // No attributes and no groups (the schema gives it none).
-            let uid = anonymous_uid();
-            entities.push(Entity::new_no_attrs(uid.clone(), HashSet::new()));
-            return finish(snapshot, facts, uid, action, entities);
-        }
-    };
-    let uid = principal.uid();
-    let entity = match snapshot.entities.get(&uid) {
-        // Listed in the file: its derived attributes were checked against the ID at load.
-        Some(listed) => listed.clone(),
-        None => principal
-            .entity(HashSet::new())
-            .map_err(AuthzError::Build)?,
-    };
-    entities.push(entity);
-    finish(snapshot, facts, uid, action, entities)
-}
-
-fn finish(
-    snapshot: &PolicySnapshot,
-    facts: &RequestFacts,
-    principal: EntityUid,
-    action: EntityUid,
-    mut entities: Vec<Entity>,
-) -> Result<(Request, Entities), AuthzError> {
-    // Ancestors of the principal (groups) and of the action (its group).
-    let ancestors = |store: &Entities, uid: &EntityUid| -> Vec<Entity> {
-        store
-            .ancestors(uid)
-            .into_iter()
-            .flatten()
-            .filter_map(|a| store.get(a).cloned())
-            .collect()
-    };
-    entities.extend(ancestors(&snapshot.entities, &principal));
-    if let Some(entity) = snapshot.actions.get(&action) {
-        entities.push(entity.clone());
-    }
-    entities.extend(ancestors(&snapshot.actions, &action));
-
-    // Resource: the route, in its service.
-    let service = entity_uid(SERVICE_TYPE, &facts.service);
     let resource = entity_uid(ROUTE_TYPE, &facts.route);
-    let route = Entity::new(
-        resource.clone(),
-        [
-            (
-                "host".to_owned(),
-                RestrictedExpression::new_string(facts.host.clone()),
-            ),
-            (
-                "path".to_owned(),
-                RestrictedExpression::new_string(facts.path.clone()),
-            ),
-        ]
-        .into(),
-        HashSet::from([service.clone()]),
-    )
-    .map_err(|e| AuthzError::Build(e.to_string()))?;
-    entities.push(route);
-    entities.push(Entity::new_no_attrs(service, HashSet::new()));
-
+    let (principal, entities) = entities::entities(snapshot, facts, &action, &resource)?;
     let context = context(facts)?;
     let request = conforming_request(snapshot, principal, action, resource, context)?;
-    let entities =
-        Entities::from_entities(entities, None).map_err(|e| AuthzError::Build(e.to_string()))?;
     Ok((request, entities))
 }
 
