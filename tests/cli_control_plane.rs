@@ -121,3 +121,35 @@ fn bad_input_exits_2_and_names_every_problem() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no-root.crt"), "{err}");
 }
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_named_as_the_control_planes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let (cert, _) = pki.issue("cp", "spiffe://acme.example/control-plane");
+    let (_, other_key) = pki.issue("other", "spiffe://acme.example/other");
+    std::fs::create_dir_all(tmp.path().join("desired")).expect("mkdir");
+    let config = tmp.path().join("cp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nfolder = \"desired\"\n[listen]\nquic = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n\
+             [identity]\ncert = \"{}\"\nkey = \"{}\"\nbundle = \"{}\"\n[store]\nsqlite = \"state/cp.db\"\n",
+            cert.display(),
+            other_key.display(),
+            pki.bundle().display()
+        ),
+    )
+    .expect("config");
+    let out = Command::new(BIN)
+        .args(["control-plane", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    // It names the control plane's own config key and file, not a node's certificate.
+    assert!(err.contains("identity.key"), "{err}");
+    assert!(err.contains("is not the key of the certificate"), "{err}");
+    assert!(!err.contains("node"), "{err}");
+}

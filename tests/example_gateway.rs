@@ -76,7 +76,7 @@ fn a_broken_certificate_or_key_file_is_named_by_its_config_key() {
             r#"key = "pki/gateway.key""#,
             r#"key = "pki/sensor-1.key""#,
             "`identity.key` (",
-            "is not the key of the node certificate",
+            "is not the key of the certificate",
         ),
         (
             r#"key = "pki/gateway.key""#,

@@ -201,6 +201,44 @@ fn bench_unindexed(c: &mut Criterion) {
     group.finish();
 }
 
+/// What each thread's kept entities save (see `authz::request::entities`), at 1 000 policies:
+/// the same request again (all entities kept), a new path each time (only the route is built
+/// again), a new client each time (every entity is built again).
+fn bench_kept_entities(c: &mut Criterion) {
+    let authorizer = Authorizer::new();
+    let total = 1_000;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let snapshot = load_set(tmp.path(), total);
+    let facts = device_get(&target_route(total));
+    let mut other_path = facts.clone();
+    other_path.path = "/readings/43".to_owned();
+    let mut other_client = facts.clone();
+    other_client.identity = Some(
+        SpiffeId::parse("spiffe://acme.example/site/berlin/device/sensor-2").expect("valid id"),
+    );
+    for f in [&facts, &other_path, &other_client] {
+        let decision = authorizer.decide(&snapshot, f);
+        assert!(decision.allowed, "{decision:?}");
+    }
+
+    let mut group = c.benchmark_group("authz_kept_entities");
+    for (name, other) in [
+        ("same_request", &facts),
+        ("new_path", &other_path),
+        ("new_client", &other_client),
+    ] {
+        group.bench_function(BenchmarkId::new(name, total), |b| {
+            let mut flip = false;
+            b.iter(|| {
+                flip = !flip;
+                let f = if flip { &facts } else { other };
+                authorizer.decide(black_box(&snapshot), black_box(f))
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Short runs: the whole suite fits in a few minutes on two cores.
 fn config() -> Criterion {
     Criterion::default()
@@ -212,6 +250,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_decide, bench_unindexed
+    targets = bench_decide, bench_unindexed, bench_kept_entities
 }
 criterion_main!(benches);

@@ -14,7 +14,8 @@ use rustls::InconsistentKeys;
 
 use super::IdentityError;
 
-/// One loaded node certificate and key.
+/// One loaded certificate and key of the node (or of the control plane, which loads its own
+/// the same way, from an `[identity]` section with the same keys).
 pub struct NodeCert {
     pub id: SpiffeId,
     pub leaf: CertView,
@@ -47,7 +48,7 @@ impl NodeCert {
         let leaf = CertView::parse(&chain[0]).map_err(|e| cert_err(e.to_string()))?;
         let id = profile::check_leaf(&leaf).map_err(|e| {
             cert_err(format!(
-                "the node certificate {e}: issue one with `edgeward cert issue`"
+                "the certificate {e}: issue one with `edgeward cert issue`"
             ))
         })?;
         let key_der = pem_io::read_private_key(key_path).map_err(|e| key_err(pem_reason(&e)))?;
@@ -72,7 +73,7 @@ impl NodeCert {
             Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
             Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
                 return Err(key_err(format!(
-                    "is not the key of the node certificate `{}`: give the key it was issued \
+                    "is not the key of the certificate `{}`: give the key it was issued \
                      with (`edgeward cert issue` writes it beside the certificate)",
                     cert_path.display()
                 )))
