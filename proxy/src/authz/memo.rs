@@ -16,10 +16,11 @@
 //! facts.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use cedar_policy::PolicySet;
+use foldhash::fast::RandomState;
 use serde_json::Value;
 
 use super::decide::Decision;
@@ -116,7 +117,8 @@ fn is_context(v: Option<&Value>) -> bool {
 pub struct DecisionMemo {
     reads: ContextReads,
     hasher: RandomState,
-    map: Mutex<HashMap<u64, Entry>>,
+    /// Keyed by the facts' hash, so the map itself hashes a `u64`, with the same cheap hasher.
+    map: Mutex<HashMap<u64, Entry, RandomState>>,
 }
 
 #[derive(Debug)]
@@ -130,8 +132,8 @@ impl DecisionMemo {
     pub fn new(reads: ContextReads) -> Self {
         Self {
             reads,
-            hasher: RandomState::new(),
-            map: Mutex::new(HashMap::new()),
+            hasher: RandomState::default(),
+            map: Mutex::new(HashMap::default()),
         }
     }
 
