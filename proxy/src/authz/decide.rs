@@ -10,7 +10,7 @@ use cedar_policy::{Decision as CedarDecision, Entities, PolicyId, PolicySet, Req
 
 use super::load::PolicySnapshot;
 use super::request::{build_request, RequestFacts};
-use super::PolicyRef;
+use super::{PolicyRef, PrincipalKind};
 
 /// The outcome for one request, with what decided it, for the access log and `policy explain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,9 +52,12 @@ impl Authorizer {
     pub fn decide(&self, snapshot: &PolicySnapshot, facts: &RequestFacts) -> Decision {
         match build_request(snapshot, facts) {
             Ok((request, entities)) => {
-                let sets = snapshot
-                    .index
-                    .candidates(&facts.method, &facts.route, &facts.service);
+                let sets = snapshot.index.candidates(
+                    &facts.method,
+                    PrincipalKind::type_of(facts.identity.as_ref()),
+                    &facts.route,
+                    &facts.service,
+                );
                 self.evaluate(snapshot, &sets, &request, &entities)
             }
             Err(e) => Decision::deny_with_error(e.to_string()),

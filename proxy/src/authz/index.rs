@@ -1,26 +1,43 @@
 //! The policy index: a request only evaluates the policies whose scope can match it.
 //!
-//! Every request has one concrete action (a method) and one resource (a route inside its
-//! service). A policy is filed under each method its action scope can match, and under its
-//! route or service when its resource scope names exactly one (`resource == Route::"r"`,
-//! `resource in Service::"s"`, `resource is Route in Service::"s"`); everything else is
-//! generic for that method. A request then evaluates at most three small sets: the generic one
-//! of its method and those of its route and service. The decision is the same as evaluating
-//! the whole set (a test compares both on generated policies), because a policy left out can
-//! neither be satisfied nor error: Cedar checks the scope before the conditions.
+//! Every request has one concrete action (a method), one principal of one of three types
+//! (device, workload or anonymous) and one resource (a route inside its service). A policy is
+//! filed under each method its action scope can match and each principal type its principal
+//! scope can match (`principal is Device`, `principal == Workload::"…"`, `principal in
+//! Group::"g"` for the types the schema lets be members of a group), and under its route or
+//! service when its resource scope names exactly one (`resource == Route::"r"`, `resource in
+//! Service::"s"`, `resource is Route in Service::"s"`); everything else is generic for that
+//! method and principal type. A request then evaluates at most three small sets: the generic
+//! one of its method and principal type and those of its route and service. The decision is
+//! the same as evaluating the whole set (a test compares both on generated policies), because
+//! a policy left out can neither be satisfied nor error: Cedar checks the scope before the
+//! conditions.
 
 use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
 
-use cedar_policy::{ActionConstraint, Entities, EntityUid, Policy, PolicySet, ResourceConstraint};
+use cedar_policy::{
+    ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint,
+    ResourceConstraint, Schema,
+};
 
-use super::{entity_uid, ACTION_TYPE, METHODS, ROUTE_TYPE, SERVICE_TYPE};
+use super::{
+    entity_uid, ACTION_TYPE, ANONYMOUS_TYPE, DEVICE_TYPE, METHODS, ROUTE_TYPE, SERVICE_TYPE,
+    WORKLOAD_TYPE,
+};
 
-/// Policies grouped by method, and by route or service within a method.
+/// The principal types a request can have (see `principal.rs`).
+const PRINCIPAL_TYPES: [&str; 3] = [DEVICE_TYPE, WORKLOAD_TYPE, ANONYMOUS_TYPE];
+
+/// (method, principal type).
+type Key = (&'static str, &'static str);
+
+/// Policies grouped by method and principal type, and by route or service within those.
 #[derive(Debug, Default)]
 pub struct PolicyIndex {
-    generic: HashMap<&'static str, PolicySet>,
-    by_route: HashMap<(&'static str, String), PolicySet>,
-    by_service: HashMap<(&'static str, String), PolicySet>,
+    generic: HashMap<Key, PolicySet>,
+    by_route: HashMap<(Key, String), PolicySet>,
+    by_service: HashMap<(Key, String), PolicySet>,
 }
 
 /// The resource part of an index key.
@@ -32,8 +49,9 @@ enum ResourceKey {
 
 impl PolicyIndex {
     /// Files every policy of `policies`; `actions` are the schema's action entities, which say
-    /// which group each method is in.
-    pub fn build(policies: &PolicySet, actions: &Entities) -> Self {
+    /// which group each method is in, and `schema` says which entity types a principal of
+    /// each type can be a member of.
+    pub fn build(policies: &PolicySet, actions: &Entities, schema: &Schema) -> Self {
         let mut index = Self::default();
         let method_ancestors: Vec<(&'static str, HashSet<EntityUid>)> = METHODS
             .iter()
@@ -50,30 +68,38 @@ impl PolicyIndex {
             })
             .collect();
         for policy in policies.policies() {
-            let key = resource_key(policy);
+            let resource = resource_key(policy);
+            let principals = principal_types(policy, schema);
             for (method, ancestors) in &method_ancestors {
                 if !action_may_match(policy, ancestors) {
                     continue;
                 }
-                let set = match &key {
-                    ResourceKey::Generic => index.generic.entry(method).or_default(),
-                    ResourceKey::Route(r) => index.by_route.entry((method, r.clone())).or_default(),
-                    ResourceKey::Service(s) => {
-                        index.by_service.entry((method, s.clone())).or_default()
-                    }
-                };
-                // Ids are unique in the source set, so adding cannot fail; a failure would only
-                // drop the policy from this key, which the equality test would catch.
-                let _ = set.add(policy.clone());
+                for principal in &principals {
+                    let key = (*method, *principal);
+                    let set = match &resource {
+                        ResourceKey::Generic => index.generic.entry(key).or_default(),
+                        ResourceKey::Route(r) => {
+                            index.by_route.entry((key, r.clone())).or_default()
+                        }
+                        ResourceKey::Service(s) => {
+                            index.by_service.entry((key, s.clone())).or_default()
+                        }
+                    };
+                    // Ids are unique in the source set, so adding cannot fail; a failure would
+                    // only drop the policy from this key, which the equality test would catch.
+                    let _ = set.add(policy.clone());
+                }
             }
         }
         index
     }
 
-    /// The sets a request with this method, route and service must evaluate.
+    /// The sets a request with this method, principal type (`Edgeward::Device`, ...), route
+    /// and service must evaluate.
     pub fn candidates<'a>(
         &'a self,
         method: &str,
+        principal_type: &str,
         route: &str,
         service: &str,
     ) -> Vec<&'a PolicySet> {
@@ -81,11 +107,41 @@ impl PolicyIndex {
         let Some((method, _)) = METHODS.iter().find(|(m, _)| *m == method) else {
             return sets;
         };
-        sets.extend(self.generic.get(method));
-        sets.extend(self.by_route.get(&(*method, route.to_owned())));
-        sets.extend(self.by_service.get(&(*method, service.to_owned())));
+        let Some(principal) = PRINCIPAL_TYPES.iter().find(|t| **t == principal_type) else {
+            return sets;
+        };
+        let key = (*method, *principal);
+        sets.extend(self.generic.get(&key));
+        sets.extend(self.by_route.get(&(key, route.to_owned())));
+        sets.extend(self.by_service.get(&(key, service.to_owned())));
         sets
     }
+}
+
+/// The principal types of [`PRINCIPAL_TYPES`] the policy's principal scope can match: `==` its
+/// entity's type, `is` its type, `in` an entity of type U the types that are U or that the
+/// schema lets be members of U (directly or through groups).
+fn principal_types(policy: &Policy, schema: &Schema) -> Vec<&'static str> {
+    let is = |ty: &str, other: &EntityTypeName| other.to_string() == ty;
+    let may_be_in = |ty: &str, group: &EntityTypeName| {
+        is(ty, group)
+            || EntityTypeName::from_str(ty).ok().is_some_and(|name| {
+                schema
+                    .ancestors(&name)
+                    .is_some_and(|mut ancestors| ancestors.any(|a| a == group))
+            })
+    };
+    let constraint = policy.principal_constraint();
+    PRINCIPAL_TYPES
+        .into_iter()
+        .filter(|ty| match &constraint {
+            PrincipalConstraint::Any => true,
+            PrincipalConstraint::Eq(uid) => is(ty, uid.type_name()),
+            PrincipalConstraint::Is(t) => is(ty, t),
+            PrincipalConstraint::In(uid) => may_be_in(ty, uid.type_name()),
+            PrincipalConstraint::IsIn(t, uid) => is(ty, t) && may_be_in(ty, uid.type_name()),
+        })
+        .collect()
 }
 
 /// True when the policy's action scope can match a request whose action is `ancestors`' first
@@ -131,15 +187,44 @@ mod tests {
 
     fn index_of(policies: &str) -> PolicyIndex {
         let snapshot = testkit::snapshot(&[("p.cedar", policies)], None);
-        PolicyIndex::build(&snapshot.policies, &snapshot.actions)
+        PolicyIndex::build(&snapshot.policies, &snapshot.actions, &snapshot.schema)
     }
 
     fn count(index: &PolicyIndex, method: &str, route: &str, service: &str) -> usize {
+        count_for(index, method, DEVICE_TYPE, route, service)
+    }
+
+    fn count_for(
+        index: &PolicyIndex,
+        method: &str,
+        principal: &str,
+        route: &str,
+        service: &str,
+    ) -> usize {
         index
-            .candidates(method, route, service)
+            .candidates(method, principal, route, service)
             .iter()
             .map(|s| s.num_of_policies())
             .sum()
+    }
+
+    #[test]
+    fn principal_scopes_only_reach_the_types_they_can_match() {
+        let index = index_of(
+            r#"permit (principal, action, resource);
+               permit (principal is Edgeward::Device, action, resource);
+               permit (principal == Edgeward::Workload::"spiffe://acme.example/w", action, resource);
+               permit (principal in Edgeward::Group::"operators", action, resource);
+               permit (principal is Edgeward::Workload in Edgeward::Group::"operators", action, resource);
+               permit (principal is Edgeward::Anonymous, action, resource);"#,
+        );
+        // Any; is Device; in a group (devices may be members).
+        assert_eq!(count_for(&index, "GET", DEVICE_TYPE, "r", "s"), 3);
+        // Any; ==; in a group; is Workload in the group.
+        assert_eq!(count_for(&index, "GET", WORKLOAD_TYPE, "r", "s"), 4);
+        // Any; is Anonymous: the schema puts anonymous in no group.
+        assert_eq!(count_for(&index, "GET", ANONYMOUS_TYPE, "r", "s"), 2);
+        assert_eq!(count_for(&index, "GET", "Edgeward::Robot", "r", "s"), 0);
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl PolicySnapshot {
             Some(schema) if problems.is_empty() => schema,
             _ => return Err(AuthzLoadError { problems }),
         };
-        let index = PolicyIndex::build(&policies, &actions);
+        let index = PolicyIndex::build(&policies, &actions, &schema);
         let memo = super::memo::DecisionMemo::new(super::memo::ContextReads::of(&policies));
         static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Self {

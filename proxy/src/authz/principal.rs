@@ -26,6 +26,24 @@ pub enum PrincipalKind {
 }
 
 impl PrincipalKind {
+    /// The kind of a verified SPIFFE ID: a device when a `device` segment is followed by a
+    /// non-empty one.
+    pub fn of(id: &SpiffeId) -> Self {
+        let mut after_device = false;
+        for segment in id.segments() {
+            if after_device && !segment.is_empty() {
+                return Self::Device;
+            }
+            after_device = segment == "device";
+        }
+        Self::Workload
+    }
+
+    /// The principal type of a request with this identity (`None`: anonymous).
+    pub fn type_of(identity: Option<&SpiffeId>) -> &'static str {
+        identity.map_or(ANONYMOUS_TYPE, |id| Self::of(id).type_name())
+    }
+
     /// The Cedar entity type name of this kind.
     pub fn type_name(self) -> &'static str {
         match self {
@@ -62,13 +80,8 @@ impl DerivedPrincipal {
                 .find(|pair| pair[0] == label && !pair[1].is_empty())
                 .map(|pair| pair[1])
         };
-        let kind = if after("device").is_some() {
-            PrincipalKind::Device
-        } else {
-            PrincipalKind::Workload
-        };
         Self {
-            kind,
+            kind: PrincipalKind::of(id),
             id: id.to_string(),
             trust_domain: id.trust_domain().as_str().to_owned(),
             path: id.path().to_owned(),

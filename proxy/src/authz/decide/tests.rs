@@ -170,7 +170,22 @@ fn indexed_decision_equals_unindexed_on_generated_sets() {
         "principal",
         "principal is Edgeward::Device",
         "principal is Edgeward::Workload",
+        "principal is Edgeward::Anonymous",
+        r#"principal == Edgeward::Device::"spiffe://acme.example/site/berlin/device/cam-7""#,
+        r#"principal == Edgeward::Anonymous::"anonymous""#,
+        r#"principal in Edgeward::Group::"operators""#,
+        r#"principal in Edgeward::Group::"staff""#,
+        r#"principal is Edgeward::Workload in Edgeward::Group::"staff""#,
+        r#"principal is Edgeward::Device in Edgeward::Group::"operators""#,
     ];
+    // The workload is an operator, and operators are staff (a group in a group).
+    let entities = format!(
+        r#"[{{ "uid": {{ "type": "Edgeward::Group", "id": "staff" }}, "attrs": {{}}, "parents": [] }},
+           {{ "uid": {{ "type": "Edgeward::Group", "id": "operators" }}, "attrs": {{}},
+              "parents": [{{ "type": "Edgeward::Group", "id": "staff" }}] }},
+           {{ "uid": {{ "type": "Edgeward::Workload", "id": "{API}" }}, "attrs": {{}},
+              "parents": [{{ "type": "Edgeward::Group", "id": "operators" }}] }}]"#
+    );
     let actions = [
         "action",
         r#"action == Edgeward::Action::"GET""#,
@@ -224,7 +239,7 @@ fn indexed_decision_equals_unindexed_on_generated_sets() {
                 condition
             ));
         }
-        let snapshot = testkit::snapshot(&[("gen.cedar", &text)], None);
+        let snapshot = testkit::snapshot(&[("gen.cedar", &text)], Some(&entities));
         for _ in 0..60 {
             let mut request = facts(rng.pick(&identities), rng.pick(&methods), rng.pick(&paths));
             request.route = rng.pick(&routes).to_string();
