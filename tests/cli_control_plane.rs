@@ -40,6 +40,19 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Runs `edgeward control-plane --config CONFIG` to its exit: the exit code and stderr.
+fn run_to_exit(config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["control-plane", "--config"])
+        .arg(config)
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn the_example_fleet_is_published_and_served_until_sigterm() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -99,26 +112,17 @@ fn bad_input_exits_2_and_names_every_problem() {
     let tmp = tempfile::tempdir().expect("tmp");
     let config = tmp.path().join("cp.toml");
     std::fs::write(&config, "[source]\nfolder = \"x\"\nbranch = \"main\"\n").expect("write");
-    let out = Command::new(BIN)
-        .args(["control-plane", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("branch"));
+    let (code, err) = run_to_exit(&config);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("branch"), "{err}");
 
     std::fs::write(
         &config,
         "[source]\nfolder = \"x\"\n[identity]\ncert = \"no.crt\"\nkey = \"no.key\"\nbundle = \"no-root.crt\"\n",
     )
     .expect("write");
-    let out = Command::new(BIN)
-        .args(["control-plane", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = run_to_exit(&config);
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("no-root.crt"), "{err}");
 }
 
@@ -141,13 +145,8 @@ fn a_key_that_is_not_the_certificates_is_named_as_the_control_planes() {
         ),
     )
     .expect("config");
-    let out = Command::new(BIN)
-        .args(["control-plane", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = run_to_exit(&config);
+    assert_eq!(code, Some(2), "{err}");
     // It names the control plane's own config key and file, not a node's certificate.
     assert!(err.contains("identity.key"), "{err}");
     assert!(err.contains("is not the key of the certificate"), "{err}");

@@ -438,6 +438,62 @@ fn a_header_that_does_not_arrive_in_time_gets_408_but_idle_keep_alive_does_not()
 }
 
 #[test]
+fn a_graceful_stop_lets_requests_in_flight_finish_then_exits_without_the_whole_grace() {
+    let mut site = Site::start();
+    // Two slow requests in flight, over HTTP/1.1 and HTTP/2, when SIGTERM arrives.
+    let slow = site.url("/slow?ms=700");
+    let clients: Vec<_> = [&[][..], &["--http2"][..]]
+        .into_iter()
+        .map(|extra| {
+            let (ca, cert, key) = (
+                site.ca().to_owned(),
+                site.device.0.clone(),
+                site.device.1.clone(),
+            );
+            let url = slow.clone();
+            std::thread::spawn(move || {
+                let client = support::Client {
+                    cert: Some((&cert, &key)),
+                    ca: &ca,
+                };
+                curl(&client, extra, &url)
+            })
+        })
+        .collect();
+    wait_for("both connections open", Duration::from_secs(10), || {
+        let (_, metrics) = site.proxy.admin_get("/metrics");
+        let open: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("edgeward_connections_open{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        (open >= 2).then_some(())
+    });
+    site.proxy.terminate();
+
+    for client in clients {
+        let answer = client.join().expect("curl thread");
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.header("x-served-by").as_deref(), Some("local"));
+    }
+    // It stopped once both connections had closed, not at the end of the grace period.
+    let log = site.proxy.log_text();
+    assert!(
+        log.contains("every client connection has closed: stopping"),
+        "{log}"
+    );
+    assert_eq!(
+        site.proxy
+            .child
+            .try_wait()
+            .ok()
+            .flatten()
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+#[test]
 fn a_listener_at_max_connections_closes_new_ones_until_one_ends() {
     let limited = support::free_port();
     let site = Site::start_extra(&format!(

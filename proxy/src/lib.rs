@@ -9,6 +9,7 @@ pub mod authz;
 pub mod balance;
 pub mod config;
 pub mod control;
+pub mod drain;
 pub mod health;
 pub mod identity;
 pub mod listener;

@@ -89,6 +89,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         tokio::spawn(async move {
             // The permit is held until the connection (and every request on it) is done.
             let _permit = permit;
+            // Counted until it closes, so that a graceful stop ends once none is left.
+            let _open = crate::drain::OpenConnection::count();
             this.open.inc();
             this.serve(stream, &shutdown).await;
             this.open.dec();

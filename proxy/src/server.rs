@@ -162,15 +162,11 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
             .map_err(|e| StartError::Other(format!("cannot listen on {addr}: {e}")))?;
     }
 
-    // With a control plane, the grace period lets the last telemetry window reach the disk.
-    let grace = if boot.local.control_plane.is_some() {
-        1
-    } else {
-        0
-    };
     let mut conf = ServerConf {
         threads: threads.max(1),
-        grace_period_seconds: Some(grace),
+        // Requests in flight get this long on a graceful stop; `drain` ends it early once
+        // every client connection has closed.
+        grace_period_seconds: Some(crate::drain::GRACE.as_secs()),
         graceful_shutdown_timeout_seconds: Some(2),
         // Each worker thread runs its own connections (as nginx's workers do): no work
         // stealing, so a request's wake-ups stay on one thread's run queue. Measured: 19 % less
@@ -276,6 +272,7 @@ pub fn run(config_path: &Path, threads: usize) -> Result<(), StartError> {
     }
 
     tracing::info!(node = %config.node.id.as_str(), site = %config.node.locality.site.as_str(), "edgeward proxy started");
+    crate::drain::exit_when_drained(server.watch_execution_phase(), last_words.clone());
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals::new(last_words.clone())),
     });
