@@ -54,6 +54,15 @@ pub struct NodeRow {
     pub refusal: Option<String>,
     /// `notAfter` of the certificate the node presented last.
     pub cert_not_after: Option<i64>,
+    /// Its `notBefore` (none in a store written before it was recorded).
+    pub cert_not_before: Option<i64>,
+}
+
+/// When the certificate a node presented is valid, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
 }
 
 /// The desired state's view of one node, as [`Store::record_published`] writes it.
@@ -94,7 +103,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     applied_hash TEXT,
     refusal TEXT,
     cert_not_after INTEGER,
-    telemetry_seq INTEGER
+    telemetry_seq INTEGER,
+    cert_not_before INTEGER
 );
 CREATE TABLE IF NOT EXISTS refusals (
     at INTEGER NOT NULL, node TEXT NOT NULL, bundle_commit TEXT NOT NULL,
@@ -119,7 +129,7 @@ CREATE TABLE IF NOT EXISTS telemetry (
 
 const NODE_COLUMNS: &str = "id, spiffe_id, site, zone, region, software_version, online, \
     last_contact, since, desired_commit, desired_hash, applied_commit, applied_hash, refusal, \
-    cert_not_after";
+    cert_not_after, cert_not_before";
 
 impl Store {
     /// Opens (or creates) the store at `path`; `:memory:` for a store in memory.
@@ -133,6 +143,7 @@ impl Store {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        add_missing_columns(&conn).map_err(err)?;
         // A restart starts with every node offline until it connects again.
         conn.execute("UPDATE nodes SET online = 0 WHERE online = 1", [])
             .map_err(err)?;
@@ -231,19 +242,27 @@ impl Store {
         id: &str,
         software_version: &str,
         applied: Option<(&str, &str)>,
-        cert_not_after: i64,
+        cert: Validity,
         now: i64,
     ) -> Result<(), StoreError> {
         let (commit, hash) = applied.unzip();
         self.conn()
             .execute(
                 "INSERT INTO nodes (id, software_version, online, last_contact, since,
-                   applied_commit, applied_hash, cert_not_after)
-                 VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5, ?6)
+                   applied_commit, applied_hash, cert_not_after, cert_not_before)
+                 VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET software_version = ?2, online = 1,
                    last_contact = ?3, since = ?3, applied_commit = ?4, applied_hash = ?5,
-                   cert_not_after = ?6",
-                params![id, software_version, now, commit, hash, cert_not_after],
+                   cert_not_after = ?6, cert_not_before = ?7",
+                params![
+                    id,
+                    software_version,
+                    now,
+                    commit,
+                    hash,
+                    cert.not_after,
+                    cert.not_before
+                ],
             )
             .map_err(|e| self.err(e))?;
         self.event(now, Some(id), "online", "connected and registered")
@@ -466,7 +485,21 @@ fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
         applied_hash: r.get(12)?,
         refusal: r.get(13)?,
         cert_not_after: r.get(14)?,
+        cert_not_before: r.get(15)?,
     })
+}
+
+/// Columns added after a store's first release, added to a store that predates them (SQLite's
+/// `CREATE TABLE IF NOT EXISTS` leaves an existing table as it is).
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('nodes')")?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if !names.iter().any(|n| n == "cert_not_before") {
+        conn.execute("ALTER TABLE nodes ADD COLUMN cert_not_before INTEGER", [])?;
+    }
+    Ok(())
 }
 
 /// The first 12 characters of a commit id, for messages.

@@ -8,8 +8,20 @@ use serde::Serialize;
 use crate::store::telemetry::Point;
 use crate::store::NodeRow;
 
-/// A certificate that expires within this many seconds is flagged.
+/// A certificate whose issue time is not known (a store from before it was recorded) is
+/// flagged within this many seconds of its expiry.
 pub const EXPIRY_WARNING_SECS: i64 = 7 * 24 * 3600;
+
+/// Whether a node's certificate is flagged on the page: under a third of its lifetime left, as
+/// `edgeward check` and the node's own readiness warnings say (a day's certificate is not
+/// flagged when it is new, a year's is flagged four months ahead). Expired is flagged too.
+pub fn cert_expires_soon(not_before: Option<i64>, not_after: i64, now: i64) -> bool {
+    let left = not_after - now;
+    match not_before {
+        Some(nb) if nb < not_after => left * 3 < not_after - nb,
+        _ => left < EXPIRY_WARNING_SECS,
+    }
+}
 
 /// The window of the rates shown.
 pub const RATE_WINDOW_SECS: i64 = 300;
@@ -80,7 +92,9 @@ pub fn node_view(row: NodeRow, points: &[Point], now: i64) -> NodeView {
     NodeView {
         in_sync,
         cert_expires_in,
-        cert_expires_soon: cert_expires_in.is_some_and(|s| s < EXPIRY_WARNING_SECS),
+        cert_expires_soon: row
+            .cert_not_after
+            .is_some_and(|na| cert_expires_soon(row.cert_not_before, na, now)),
         summary: summarize(points, now),
         row,
     }
@@ -139,6 +153,7 @@ mod tests {
             desired_hash: Some("h".into()),
             applied_hash: Some("h".into()),
             cert_not_after: Some(1_000 + 3600),
+            cert_not_before: Some(1_000 - 24 * 3600),
             ..NodeRow::default()
         };
         let v = node_view(row, &[], 1_000);
@@ -148,5 +163,27 @@ mod tests {
         let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, vec!["berlin", "paris"]);
         assert!(sites[1].nodes.is_empty());
+    }
+
+    #[test]
+    fn a_certificate_is_flagged_with_under_a_third_of_its_lifetime_left() {
+        let day = 24 * 3600;
+        // A day's certificate: not when new, not with 9 hours left, yes with 7 hours left.
+        assert!(!cert_expires_soon(Some(0), day, 0));
+        assert!(!cert_expires_soon(Some(0), day, day - 9 * 3600));
+        assert!(cert_expires_soon(Some(0), day, day - 7 * 3600));
+        // A year's: flagged four months ahead, not five.
+        assert!(!cert_expires_soon(
+            Some(0),
+            365 * day,
+            365 * day - 150 * day
+        ));
+        assert!(cert_expires_soon(Some(0), 365 * day, 365 * day - 110 * day));
+        // Expired.
+        assert!(cert_expires_soon(Some(0), day, 2 * day));
+        // Issue time unknown (or nonsense): within seven days of expiry.
+        assert!(cert_expires_soon(None, 10 * day, 4 * day));
+        assert!(!cert_expires_soon(None, 10 * day, 2 * day));
+        assert!(!cert_expires_soon(Some(20 * day), 10 * day, 2 * day));
     }
 }

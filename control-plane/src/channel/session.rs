@@ -128,9 +128,15 @@ async fn register(
             format!("the client certificate is refused: {r}"),
         )
     })?;
-    let not_after = edgeward_certs::CertView::parse(&chain[0])
-        .map(|v| v.not_after.unix_timestamp())
-        .unwrap_or_default();
+    let validity = edgeward_certs::CertView::parse(&chain[0])
+        .map(|v| crate::store::Validity {
+            not_before: v.not_before.unix_timestamp(),
+            not_after: v.not_after.unix_timestamp(),
+        })
+        .unwrap_or(crate::store::Validity {
+            not_before: 0,
+            not_after: 0,
+        });
 
     // The stream and its first frame.
     let (send, mut recv) = conn
@@ -184,7 +190,7 @@ async fn register(
     let sw: String = software_version.chars().take(64).collect();
     if let Err(e) = shared
         .store
-        .node_connected(&node_id, &sw, applied, not_after, now())
+        .node_connected(&node_id, &sw, applied, validity, now())
     {
         tracing::error!(error = %e, "cannot record a connection");
     }

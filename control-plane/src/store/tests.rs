@@ -24,10 +24,18 @@ fn desired_then_connected_then_acks_update_one_row() {
     let s = store();
     s.upsert_desired("gw", "spiffe://td/gw", ("berlin", "z", "r"), ("c1", "h1"))
         .expect("desired");
-    s.node_connected("gw", "0.1.0", None, 2000, 100)
+    let cert = Validity {
+        not_before: 50,
+        not_after: 2000,
+    };
+    s.node_connected("gw", "0.1.0", None, cert, 100)
         .expect("connected");
     let n = s.node("gw").expect("query").expect("row");
     assert!(n.online);
+    assert_eq!(
+        (n.cert_not_before, n.cert_not_after),
+        (Some(50), Some(2000))
+    );
     assert_eq!(n.since, Some(100));
     assert_eq!(n.site, "berlin");
     assert_eq!(n.applied_hash, None);
@@ -213,3 +221,29 @@ fn an_unreadable_published_row_is_an_error_naming_the_store() {
 
 const FINE: i64 = super::telemetry::FINE_FOR;
 const COARSE: i64 = super::telemetry::COARSE_WIDTH;
+
+#[test]
+fn a_store_from_before_cert_not_before_gets_the_column_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("cp.db");
+    {
+        let old = Connection::open(&path).expect("old store");
+        old.execute_batch(
+            "CREATE TABLE nodes (id TEXT PRIMARY KEY, spiffe_id TEXT NOT NULL DEFAULT '',
+               site TEXT NOT NULL DEFAULT '', zone TEXT NOT NULL DEFAULT '',
+               region TEXT NOT NULL DEFAULT '', software_version TEXT NOT NULL DEFAULT '',
+               online INTEGER NOT NULL DEFAULT 0, last_contact INTEGER, since INTEGER,
+               desired_commit TEXT, desired_hash TEXT, applied_commit TEXT, applied_hash TEXT,
+               refusal TEXT, cert_not_after INTEGER, telemetry_seq INTEGER);
+             INSERT INTO nodes (id, site, cert_not_after) VALUES ('gw', 'berlin', 2000);",
+        )
+        .expect("old schema");
+    }
+    let s = Store::open(&path).expect("open an older store");
+    let n = s.node("gw").expect("query").expect("row");
+    assert_eq!((n.site.as_str(), n.cert_not_after), ("berlin", Some(2000)));
+    assert_eq!(n.cert_not_before, None);
+    drop(s);
+    // Opening it again finds the column there.
+    Store::open(&path).expect("open again");
+}
