@@ -147,10 +147,27 @@ pub(super) fn admin(cx: &mut Ctx<'_>, raw: Option<&RawAdmin>) -> Option<Admin> {
     Some(Admin { address })
 }
 
+/// The most header fields pingora's HTTP/1 parser reads (`MAX_HEADERS` in pingora-core).
+pub const MAX_PARSED_HEADERS: usize = 256;
+
 pub(super) fn limits(cx: &mut Ctx<'_>, raw: &RawLimits) -> Option<Limits> {
     let max_header_bytes =
         cx.count_usize("limits.max_header_bytes", raw.max_header_bytes, 32 * 1024);
-    let max_header_count = cx.count_usize("limits.max_header_count", raw.max_header_count, 100);
+    let max_header_count = cx
+        .count_usize("limits.max_header_count", raw.max_header_count, 100)
+        .filter(|n| {
+            let fits = n.get() <= MAX_PARSED_HEADERS;
+            if !fits {
+                cx.error(
+                    "limits.max_header_count",
+                    format!(
+                        "at most {MAX_PARSED_HEADERS}, found {n}: pingora's HTTP/1 parser reads no \
+                         more header fields than that (a request with more gets its 400)"
+                    ),
+                );
+            }
+            fits
+        });
     let header_timeout = cx.duration(
         "limits.header_timeout",
         raw.header_timeout.as_deref(),

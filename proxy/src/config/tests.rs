@@ -302,6 +302,16 @@ fn missing_sections_are_named() {
 }
 
 #[test]
+fn max_header_count_stops_where_pingoras_parser_does() {
+    let with = |n: u32| format!("{FULL}\n[limits]\nmax_header_count = {n}\n");
+    assert!(errors(&with(256)).is_empty(), "{:?}", errors(&with(256)));
+    let e = errors(&with(257));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "limits.max_header_count");
+    assert!(e[0].1.contains("at most 256, found 257"), "{e:?}");
+}
+
+#[test]
 fn redacted_json_shows_paths_and_defaults() {
     let c = Config::from_toml_str(FULL, origin()).expect("valid config");
     let json = c.redacted_json();
