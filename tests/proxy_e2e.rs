@@ -354,7 +354,41 @@ fn policy_reload_under_load_fails_nothing_and_an_invalid_policy_keeps_the_old_on
     assert_eq!(curl(&device, &[], &site.url("/admin/x")).status, 403);
     let (_, metrics) = site.proxy.admin_get("/metrics");
     assert!(
-        metrics.contains("edgeward_reload_failures_total{what=\"policies\"}"),
+        metrics.contains("edgeward_reload_failures_total{what=\"policies\"} 1"),
+        "{metrics}"
+    );
+
+    // SIGHUP re-reads everything: the broken policy is refused once more, once (the config
+    // reload names it, the policies are not loaded a second time), and the unchanged node
+    // certificate is not announced as a new one.
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &site.proxy.child.id().to_string()])
+        .status();
+    let log = wait_for("the SIGHUP round", Duration::from_secs(10), || {
+        let log = site.proxy.log_text();
+        let round = log.split("SIGHUP: reloading everything").nth(1)?;
+        round
+            .lines()
+            .any(|l| l.contains("reloaded") && l.contains("part=\"trust\""))
+            .then_some(round.to_owned())
+    });
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reload refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert!(refused[0].contains("part=\"policies\""), "{log}");
+    assert!(!site
+        .proxy
+        .log_text()
+        .contains("serving a new node certificate"));
+    let (_, metrics) = site.proxy.admin_get("/metrics");
+    assert!(
+        metrics.contains("edgeward_reload_failures_total{what=\"policies\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("edgeward_reload_failures_total{what=\"config\"}"),
         "{metrics}"
     );
 }

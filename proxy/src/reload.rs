@@ -104,6 +104,8 @@ impl BackgroundService for Reloader {
         };
         let mut ticker = tokio::time::interval(self.interval);
         loop {
+            // Parts already dealt with in this round (see below).
+            let mut done = [false; PARTS.len()];
             let forced = tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = ticker.tick() => false,
@@ -113,6 +115,9 @@ impl BackgroundService for Reloader {
                 tracing::info!("SIGHUP: reloading everything");
             }
             for (i, part) in PARTS.iter().enumerate() {
+                if done[i] {
+                    continue;
+                }
                 let config = self.shared.snapshot().config.clone();
                 let now = fingerprint(&part.files(&config));
                 if now == prints[i] && !forced {
@@ -120,15 +125,29 @@ impl BackgroundService for Reloader {
                 }
                 prints[i] = now;
                 let result = reload_part(&self.shared, *part);
-                self.shared.metrics.reload(part.name(), result.is_ok());
-                match result {
-                    Ok(()) => tracing::info!(part = part.name(), "reloaded"),
-                    Err(e) => {
-                        tracing::error!(part = part.name(), error = %e, "reload refused; the previous version stays in force")
+                match &result {
+                    Ok(()) => {
+                        self.shared.metrics.reload(part.name(), true);
+                        tracing::info!(part = part.name(), "reloaded");
+                    }
+                    // Counted and logged under the part whose files were refused.
+                    Err(refused) => {
+                        self.shared.metrics.reload(refused.part.name(), false);
+                        tracing::error!(part = refused.part.name(), error = %refused.message, "reload refused; the previous version stays in force");
                     }
                 }
-                // A config change may move every other file: take their prints afresh.
                 if *part == Part::Config {
+                    // A config reload loads the policies and trust it names: in force when it
+                    // succeeded, and refused already when they were what failed, so they are
+                    // not loaded (or refused) a second time in this round.
+                    match &result {
+                        Ok(()) => {
+                            done[index(Part::Policies)] = true;
+                            done[index(Part::Trust)] = true;
+                        }
+                        Err(refused) => done[index(refused.part)] = true,
+                    }
+                    // A config change may move every other file: take their prints afresh.
                     let config = self.shared.snapshot().config.clone();
                     for (j, other) in PARTS.iter().enumerate().skip(1) {
                         prints[j] = fingerprint(&other.files(&config));
@@ -139,44 +158,71 @@ impl BackgroundService for Reloader {
     }
 }
 
-fn reload_part(shared: &Shared, part: Part) -> Result<(), String> {
+fn index(part: Part) -> usize {
+    PARTS.iter().position(|p| *p == part).unwrap_or(0)
+}
+
+/// A reload that was refused, and the part whose files were refused.
+#[derive(Debug)]
+struct Refused {
+    part: Part,
+    message: String,
+}
+
+impl Refused {
+    fn of(part: Part) -> impl FnOnce(String) -> Refused {
+        move |message| Refused { part, message }
+    }
+}
+
+fn reload_part(shared: &Shared, part: Part) -> Result<(), Refused> {
     let snapshot = shared.snapshot();
     let config = &snapshot.config;
     match part {
-        Part::Config => reload_config(shared, &config.source),
-        Part::Policies => {
-            shared
-                .policies
-                .reload(
-                    &config.authz.policies,
-                    &config.authz.schema,
-                    config.authz.entities.as_deref(),
-                )
-                .map_err(|e| e.to_string())?;
-            shared.policy_generation.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        Part::Identity => {
-            let (Some(id), Some(serving)) = (&config.identity, &shared.serving) else {
-                return Ok(());
-            };
-            let cert = NodeCert::load(&id.cert, &id.key, shared.trust.provider())
-                .map_err(|e| e.to_string())?;
-            tracing::info!(id = %cert.id, serial = %cert.leaf.serial, "serving a new node certificate");
-            serving.replace(cert);
-            Ok(())
-        }
+        Part::Config => load_config(shared, &config.source),
+        Part::Policies => reload_policies(shared, config).map_err(Refused::of(part)),
+        Part::Identity => reload_identity(shared, config).map_err(Refused::of(part)),
         Part::Trust => shared
             .trust
             .reload(&config.trust_domains)
             .map(|_| ())
-            .map_err(|e| e.to_string()),
+            .map_err(|e| Refused::of(part)(e.to_string())),
     }
+}
+
+fn reload_policies(shared: &Shared, config: &Config) -> Result<(), String> {
+    shared
+        .policies
+        .reload(
+            &config.authz.policies,
+            &config.authz.schema,
+            config.authz.entities.as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
+    shared.policy_generation.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+fn reload_identity(shared: &Shared, config: &Config) -> Result<(), String> {
+    let (Some(id), Some(serving)) = (&config.identity, &shared.serving) else {
+        return Ok(());
+    };
+    let cert =
+        NodeCert::load(&id.cert, &id.key, shared.trust.provider()).map_err(|e| e.to_string())?;
+    if cert.leaf.serial != serving.current().leaf.serial {
+        tracing::info!(id = %cert.id, serial = %cert.leaf.serial, "serving a new node certificate");
+    }
+    serving.replace(cert);
+    Ok(())
 }
 
 /// Loads the config file again and swaps in a new snapshot, with its policies and trust.
 pub fn reload_config(shared: &Shared, path: &Path) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
+    load_config(shared, path).map_err(|r| r.message)
+}
+
+fn load_config(shared: &Shared, path: &Path) -> Result<(), Refused> {
+    let config = Config::load(path).map_err(|e| Refused::of(Part::Config)(e.to_string()))?;
     let old = shared.snapshot();
     if config.listeners != old.config.listeners || config.admin != old.config.admin {
         tracing::warn!("listener or admin addresses changed: they take effect at the next restart");
@@ -187,12 +233,13 @@ pub fn reload_config(shared: &Shared, path: &Path) -> Result<(), String> {
         &config.authz.schema,
         config.authz.entities.as_deref(),
     )
-    .map_err(|e| e.to_string())?;
-    let next = Snapshot::build(config, old.generation + 1, Some(&old))?;
+    .map_err(|e| Refused::of(Part::Policies)(e.to_string()))?;
+    let next = Snapshot::build(config, old.generation + 1, Some(&old))
+        .map_err(Refused::of(Part::Config))?;
     shared
         .trust
         .reload(&next.config.trust_domains)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Refused::of(Part::Trust)(e.to_string()))?;
     shared.policies.replace(policies);
     shared.policy_generation.fetch_add(1, Ordering::Relaxed);
     shared.snapshot.store(Arc::new(next));
