@@ -42,9 +42,15 @@ pub fn inspect(certs: Vec<CertView>, now: OffsetDateTime) -> Vec<Report> {
             let mut warnings = Vec::new();
             let used = cert.elapsed_fraction(now);
             if now > cert.not_after {
-                warnings.push(format!("expired at {}", cert.not_after));
+                warnings.push(format!(
+                    "expired at {}",
+                    crate::cert::rfc3339(cert.not_after)
+                ));
             } else if now < cert.not_before {
-                warnings.push(format!("not valid before {}", cert.not_before));
+                warnings.push(format!(
+                    "not valid before {}",
+                    crate::cert::rfc3339(cert.not_before)
+                ));
             } else if role == "leaf" && used >= DEFAULT_RENEW_AT {
                 warnings.push("less than a third of its lifetime is left: renew it".into());
             }

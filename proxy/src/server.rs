@@ -52,7 +52,7 @@ fn downstream_endpoint(addr: &str) -> ListenerConfig {
 pub enum StartError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigErrors),
-    #[error("policies refused:\n{0}")]
+    #[error("{0}")]
     Policies(#[from] crate::authz::AuthzLoadError),
     #[error("{0}")]
     Identity(#[from] crate::identity::IdentityError),

@@ -15,7 +15,7 @@ pub struct ControlPlaneArgs {
     /// The control plane's TOML config ([source], [listen], [identity], [store]).
     #[arg(long)]
     config: PathBuf,
-    /// `human` (default) or `json`. The level comes from RUST_LOG (default `info`).
+    /// `human` or `json`. The level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
 }

@@ -23,7 +23,7 @@ pub struct ProxyArgs {
     /// Worker threads per listener.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// `human` (default) or `json`. The level comes from RUST_LOG (default `info`).
+    /// `human` or `json`. The level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
 }

@@ -18,6 +18,7 @@ use super::index::PolicyIndex;
 use super::PolicyRef;
 
 mod entities_file;
+mod per_action;
 
 /// One problem found while loading, e.g. `policies/a.cedar:3:7: error: unexpected token`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +152,7 @@ impl PolicySnapshot {
         let mut actions = Entities::empty();
         if let Some(schema) = &schema {
             let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+            let mut found = Vec::new();
             for error in result.validation_errors() {
                 let reference = parsed.refs.get(error.policy_id());
                 let file = reference.map_or(policies_dir, |r| r.file.as_path());
@@ -161,8 +163,9 @@ impl PolicySnapshot {
                 if problem.line.is_none() {
                     problem.line = reference.map(|r| r.line);
                 }
-                problems.push(problem);
+                found.push(problem);
             }
+            problems.extend(per_action::merge(found));
             match schema.action_entities() {
                 Ok(found) => actions = found,
                 Err(e) => problems.push(LoadProblem::new(schema_file, e.to_string())),

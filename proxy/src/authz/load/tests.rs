@@ -65,6 +65,16 @@ fn schema_violation_is_refused_with_file_and_line() {
 }
 
 #[test]
+fn a_mistake_checked_once_per_action_is_reported_once() {
+    // Strict validation checks the policy for every action it can apply to; each finds the same
+    // mistake at the same place.
+    let text = "permit (principal, action, resource)\nwhen { resource.serial == \"x\" };\n";
+    let found = problems(&[("typo.cedar", text)], None);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].line, Some(2));
+}
+
+#[test]
 fn unknown_entity_type_in_a_policy_is_refused() {
     let text = "permit (principal == Edgeward::Robot::\"r\", action, resource);\n";
     let found = problems(&[("robot.cedar", text)], None);
