@@ -55,7 +55,7 @@ fn the_example_gateway_config_checks_with_certificates_from_its_script() {
 }
 
 #[test]
-fn a_broken_certificate_or_key_file_is_named_by_its_config_key() {
+fn a_broken_certificate_key_bundle_or_crl_file_is_named_by_its_config_key() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("garbage.pem"), "not a certificate\n").unwrap();
     let cases = [
@@ -83,6 +83,18 @@ fn a_broken_certificate_or_key_file_is_named_by_its_config_key() {
             r#"key = "pki/gateway.crt""#,
             "`identity.key` (",
             "where a private key was expected",
+        ),
+        (
+            r#"bundle = "pki/root/ca.crt""#,
+            r#"bundle = "pki/absent-root.crt""#,
+            "`trust_domains[0].bundle` (trust domain `acme.example`)",
+            "cannot read",
+        ),
+        (
+            r#"crls = ["pki/berlin.crl"]"#,
+            r#"crls = ["pki/absent.crl"]"#,
+            "`trust_domains[0].crls[0]` (trust domain `acme.example`)",
+            "cannot read",
         ),
     ];
     for (i, (from, to, key, reason)) in cases.into_iter().enumerate() {

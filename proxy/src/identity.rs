@@ -20,6 +20,11 @@ pub enum IdentityError {
         path: std::path::PathBuf,
         reason: String,
     },
-    #[error("trust domain `{td}`: {reason}")]
-    Bundle { td: String, reason: String },
+    /// A trust domain's bundle or CRL, named by its config key (`trust_domains[0].bundle`).
+    #[error("`{key}` (trust domain `{td}`): {reason}")]
+    Bundle {
+        key: String,
+        td: String,
+        reason: String,
+    },
 }
