@@ -4,6 +4,7 @@
 mod ca;
 mod cert;
 mod control_plane;
+mod logging;
 mod policy;
 mod proxy;
 

@@ -139,6 +139,30 @@ fn clients_without_a_valid_svid_are_refused() {
 }
 
 #[test]
+fn failed_handshakes_are_all_counted_and_logged_at_most_once_a_second() {
+    let site = Site::start();
+    let attempts = 20;
+    let started = std::time::Instant::now();
+    for _ in 0..attempts {
+        assert_eq!(curl(&site.anonymous(), &[], &site.url("/hello")).status, 0);
+    }
+    // Every second the attempts touched may have one line, no more.
+    let seconds = started.elapsed().as_secs() + 2;
+    wait_for("every failure counted", Duration::from_secs(10), || {
+        let (_, metrics) = site.proxy.admin_get("/metrics");
+        metrics
+            .contains(&format!("edgeward_tls_handshake_failures_total {attempts}"))
+            .then_some(())
+    });
+    let log = site.proxy.log_text();
+    let logged = log.matches("Downstream handshake error").count() as u64;
+    assert!(
+        (1..=seconds).contains(&logged),
+        "{logged} lines in {seconds} s:\n{log}"
+    );
+}
+
+#[test]
 fn traversal_and_host_tricks_never_reach_a_denied_route() {
     let site = Site::start();
     let device = site.client(&site.device);

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +13,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// Client TLS handshakes that failed, counted by the binary's log layer from pingora's log lines
+/// (pingora does the handshake before any Edgeward code sees the connection). One per process.
+pub static TLS_HANDSHAKE_FAILURES: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 /// Labels of a proxied or refused request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -260,6 +264,11 @@ impl Default for Metrics {
             "connections_refused",
             "Client connections closed at accept because the listener was at max_connections",
             connections_refused.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Client TLS handshakes that failed (no or a refused client certificate, a protocol error, a timeout)",
+            TLS_HANDSHAKE_FAILURES.clone(),
         );
         registry.register(
             "header_timeouts",

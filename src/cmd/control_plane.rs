@@ -7,7 +7,7 @@ use clap::Args;
 use edgeward_control_plane::config::Config;
 use edgeward_control_plane::run::{self, RunError};
 
-use super::proxy::{init_logging, LogFormat};
+use super::logging::{init_logging, LogFormat};
 use super::{Failure, Outcome};
 
 #[derive(Args)]

@@ -3,17 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::anyhow;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use edgeward_proxy::server;
 
+use super::logging::{init_logging, LogFormat};
 use super::{Failure, Outcome};
-
-/// Log output format.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
 
 #[derive(Args)]
 pub struct ProxyArgs {
@@ -89,18 +83,4 @@ pub fn check(args: CheckArgs) -> Result<Outcome, Failure> {
         policies.policy_count()
     );
     Ok(Outcome::Done)
-}
-
-pub(crate) fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }
