@@ -568,7 +568,8 @@ start_cloud
 info "cloud service (HTTPS, requires client certs)     https://127.0.0.1:$cloud_port  pid ${pids[cloud]}"
 pick_proxy_ports
 start_control_plane
-info "control plane (Git: $state/fleet, SQLite)      $cp_url  pid ${pids[control-plane]}"
+info "control plane (SQLite, Git in $state/fleet)"
+info "                                                $cp_url  pid ${pids[control-plane]}"
 start_proxy
 info "proxy (mTLS listener)                           $proxy_url  pid ${pids[proxy]}"
 info "proxy admin                                     $admin_url"
