@@ -112,10 +112,13 @@ pub fn close_window(shared: &Shared, queue: &Queue, locality: &crate::config::Lo
         ),
         Err(e) => tracing::error!(error = %e, "cannot queue telemetry; the batch is dropped"),
     }
+    // The queue keeps the running total; the counter follows it (`fetch_max`: a window closed
+    // on two threads at once cannot count a drop twice).
     shared
         .metrics
         .telemetry_dropped
-        .set(queue.dropped_total() as i64);
+        .inner()
+        .fetch_max(queue.dropped_total(), std::sync::atomic::Ordering::Relaxed);
     shared.metrics.telemetry_queued.set(queue.len() as i64);
 }
 

@@ -94,7 +94,8 @@ pub struct Metrics {
     pub header_timeouts: Family<ListenerLabels, Counter>,
     pub control_connected: Gauge,
     pub telemetry_queued: Gauge,
-    pub telemetry_dropped: Gauge,
+    /// Batches the on-disk queue dropped since the process started (`_total` when exposed).
+    pub telemetry_dropped: Counter,
     /// Per route name, the handles a request counts itself with (see [`RouteMetrics`]).
     routes: RwLock<HashMap<String, Arc<RouteMetrics>>>,
 }
@@ -188,7 +189,7 @@ impl Default for Metrics {
         let header_timeouts = Family::<ListenerLabels, Counter>::default();
         let control_connected = Gauge::default();
         let telemetry_queued = Gauge::default();
-        let telemetry_dropped = Gauge::default();
+        let telemetry_dropped = Counter::default();
         registry.register(
             "control_plane_connected",
             "1 while the node is connected to its control plane",
@@ -355,6 +356,27 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_telemetry_is_a_counter_that_follows_the_queue_total() {
+        let m = Metrics::default();
+        m.telemetry_dropped
+            .inner()
+            .fetch_max(3, std::sync::atomic::Ordering::Relaxed);
+        // An older total read on another thread does not take it back.
+        m.telemetry_dropped
+            .inner()
+            .fetch_max(2, std::sync::atomic::Ordering::Relaxed);
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE edgeward_telemetry_dropped_batches counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgeward_telemetry_dropped_batches_total 3"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn route_handles_count_into_the_exposed_families() {
