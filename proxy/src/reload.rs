@@ -170,8 +170,12 @@ struct Refused {
 }
 
 impl Refused {
-    fn of(part: Part) -> impl FnOnce(String) -> Refused {
-        move |message| Refused { part, message }
+    /// For `map_err`: the error, refused as `part`'s.
+    fn of<E: std::fmt::Display>(part: Part) -> impl FnOnce(E) -> Refused {
+        move |e| Refused {
+            part,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -186,7 +190,7 @@ fn reload_part(shared: &Shared, part: Part) -> Result<(), Refused> {
             .trust
             .reload(&config.trust_domains)
             .map(|_| ())
-            .map_err(|e| Refused::of(part)(e.to_string())),
+            .map_err(Refused::of(part)),
     }
 }
 
@@ -222,7 +226,7 @@ pub fn reload_config(shared: &Shared, path: &Path) -> Result<(), String> {
 }
 
 fn load_config(shared: &Shared, path: &Path) -> Result<(), Refused> {
-    let config = Config::load(path).map_err(|e| Refused::of(Part::Config)(e.to_string()))?;
+    let config = Config::load(path).map_err(Refused::of(Part::Config))?;
     let old = shared.snapshot();
     if config.listeners != old.config.listeners || config.admin != old.config.admin {
         tracing::warn!("listener or admin addresses changed: they take effect at the next restart");
@@ -233,13 +237,13 @@ fn load_config(shared: &Shared, path: &Path) -> Result<(), Refused> {
         &config.authz.schema,
         config.authz.entities.as_deref(),
     )
-    .map_err(|e| Refused::of(Part::Policies)(e.to_string()))?;
+    .map_err(Refused::of(Part::Policies))?;
     let next = Snapshot::build(config, old.generation + 1, Some(&old))
         .map_err(Refused::of(Part::Config))?;
     shared
         .trust
         .reload(&next.config.trust_domains)
-        .map_err(|e| Refused::of(Part::Trust)(e.to_string()))?;
+        .map_err(Refused::of(Part::Trust))?;
     shared.policies.replace(policies);
     shared.policy_generation.fetch_add(1, Ordering::Relaxed);
     shared.snapshot.store(Arc::new(next));

@@ -59,14 +59,12 @@ impl TrustMaterial {
         let mut all_roots = Vec::new();
         let mut expiries = Vec::new();
         for (i, cfg) in configs.iter().enumerate() {
-            let bad_at = |key: String| {
-                move |reason: String| IdentityError::Bundle {
-                    key,
-                    td: cfg.name.to_string(),
-                    reason,
-                }
+            let bad_at = |key: String, reason: String| IdentityError::Bundle {
+                key,
+                td: cfg.name.to_string(),
+                reason,
             };
-            let bad = |reason: String| bad_at(format!("trust_domains[{i}].bundle"))(reason);
+            let bad = |reason: String| bad_at(format!("trust_domains[{i}].bundle"), reason);
 
             // The bundle: every certificate must be a CA of this trust domain.
             let ders = pem_io::read_certificates(&cfg.bundle).map_err(|e| bad(e.to_string()))?;
@@ -99,7 +97,7 @@ impl TrustMaterial {
             // CRLs.
             let mut crls = Vec::new();
             for (j, path) in cfg.crls.iter().enumerate() {
-                let bad = |reason: String| bad_at(format!("trust_domains[{i}].crls[{j}]"))(reason);
+                let bad = |reason: String| bad_at(format!("trust_domains[{i}].crls[{j}]"), reason);
                 let blocks =
                     pem_io::read_blocks(path, pem_io::Kind::Crl).map_err(|e| bad(e.to_string()))?;
                 for b in blocks {

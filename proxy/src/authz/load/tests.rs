@@ -66,12 +66,18 @@ fn schema_violation_is_refused_with_file_and_line() {
 
 #[test]
 fn a_mistake_checked_once_per_action_is_reported_once() {
-    // Strict validation checks the policy for every action it can apply to; each finds the same
-    // mistake at the same place.
-    let text = "permit (principal, action, resource)\nwhen { resource.serial == \"x\" };\n";
+    // Strict validation checks the policy for every action it can apply to; a typo in the
+    // context is found once per action, at the same place.
+    let text = "permit (principal, action, resource)\nwhen { context.sitee == \"x\" };\n";
     let found = problems(&[("typo.cedar", text)], None);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].line, Some(2));
+    // The one problem names every action, in a fixed order.
+    assert!(
+        found[0].message.contains("\"DELETE\", \"GET\", \"HEAD\""),
+        "{}",
+        found[0].message
+    );
 }
 
 #[test]
